@@ -1,0 +1,56 @@
+# `make run` and `make test` set up everything on a fresh Debian machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: run test test-slow lint typecheck contracts unit bench vectors clean
+
+$(VENV)/bin/python:
+	@bash packaging/system-deps.sh
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Kithnet needs Python 3.11 or newer: run with PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "installing Kithnet into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install -e . >$(VENV)/install.log 2>&1 || \
+	  { tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml $(RUNTIME_STAMP)
+	@echo "installing test tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install -e '.[dev]' >>$(VENV)/install.log 2>&1 || \
+	  { tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $@
+
+# Until the desktop app lands (issue 6), this shows the command line.
+run: $(RUNTIME_STAMP)
+	$(BIN)/kithnet --help
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+contracts: $(DEV_STAMP)
+	$(BIN)/lint-imports
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test: lint typecheck contracts unit
+
+test-slow: $(DEV_STAMP)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+bench: $(RUNTIME_STAMP)
+	$(BIN)/python bench/bench_records.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+"""`python -m kithnet` runs the command line."""
+
+from kithnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,2 @@
+"""The domain: signed records, their kinds and validation rules. Pure: imports only
+kithnet.crypto, msgpack and the standard library."""

@@ -1,0 +1,1 @@
+"""libp2p host, one pubsub topic per community, catch-up sync (issue 4). Knows no storage."""

@@ -1,0 +1,192 @@
+"""The signed-record envelope: round trips, canonical form, and what bad bytes do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kithnet.core.envelope import (
+    MAX_BODY_SIZE,
+    SIGN_DOMAIN,
+    decode,
+    encode_body,
+    pack_envelope,
+    record_id,
+    sign_record,
+)
+from kithnet.core.errors import RecordError, UnsupportedVersion, WireError
+from kithnet.core.kinds import KINDS
+from kithnet.core.validation import validate
+from kithnet.crypto.identity import Identity
+from kithnet.crypto.invite import InviteCode
+from tests.strategies import NOW_MS, fields_of, make_consistent
+
+ALICE = Identity.from_seed(bytes([1]) * 32)
+BOB = Identity.from_seed(bytes([2]) * 32)
+COMMUNITY = bytes([0xC0]) * 32
+
+
+def post(**extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "post",
+        "community": COMMUNITY,
+        "created_at": NOW_MS - 1000,
+        "type": "post",
+        "text": "Hello",
+        **extra,
+    }
+
+
+VALID = sign_record(ALICE, post()).envelope
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@given(data=st.data())
+def test_every_kind_signs_verifies_and_validates(kind: str, data: st.DataObject) -> None:
+    fields = make_consistent(data.draw(fields_of(kind)))
+    if kind == "join":
+        secret = data.draw(st.binary(min_size=32, max_size=32))
+        code = InviteCode.create(BOB, fields["community"], "c", [], NOW_MS, secret=secret)
+        fields["invite_key"] = code.invite_key
+        fields["proof"] = code.prove_join(ALICE.public_key)
+    record = sign_record(ALICE, fields)
+    validate(record, NOW_MS)
+    again = decode(record.envelope)
+    assert again == record
+    assert again.id == record_id(ALICE.public_key, record.body)
+    assert dict(again.fields) == fields
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_decode_or_raise_wire_error(data: bytes) -> None:
+    try:
+        record = decode(data)
+    except WireError:
+        return
+    assert record.envelope == data
+
+
+@given(
+    st.lists(st.one_of(st.integers(-5, 5), st.binary(max_size=70), st.text(max_size=5)), max_size=6)
+)
+def test_arbitrary_arrays_decode_or_raise_wire_error(items: list[object]) -> None:
+    data = msgpack.packb(items, use_bin_type=True)
+    with pytest.raises(WireError):
+        decode(data)
+
+
+@given(st.integers(0, len(VALID) * 8 - 1))
+def test_any_single_bit_change_is_rejected(bit: int) -> None:
+    mutated = bytearray(VALID)
+    mutated[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(WireError):
+        decode(bytes(mutated))
+
+
+def test_every_single_bit_change_of_a_record_is_rejected() -> None:
+    """Exhaustive over one small record: no flipped bit yields a valid envelope."""
+    accepted = []
+    for bit in range(len(VALID) * 8):
+        mutated = bytearray(VALID)
+        mutated[bit // 8] ^= 1 << (bit % 8)
+        try:
+            decode(bytes(mutated))
+        except WireError:
+            continue
+        accepted.append(bit)
+    assert accepted == []
+
+
+def test_newer_version_is_named_and_says_what_to_do() -> None:
+    record = decode(VALID)
+    newer = msgpack.packb([2, record.author, record.body, record.signature, b"extra"])
+    with pytest.raises(UnsupportedVersion) as info:
+        decode(newer)
+    assert info.value.version == 2
+    assert info.value.reason == "unsupported_version"
+    assert "update Kithnet" in str(info.value)
+
+
+def test_unknown_body_fields_are_ignored_but_stay_signed() -> None:
+    record = sign_record(ALICE, post(mood="sunny", extra={"nested": [1, 2]}))
+    validate(record, NOW_MS)
+    assert record.fields["mood"] == "sunny"
+    # The signature covers them: changing one breaks it.
+    tampered_body = record.body.replace(b"sunny", b"rainy")
+    with pytest.raises(WireError) as info:
+        decode(pack_envelope(record.author, tampered_body, record.signature))
+    assert info.value.reason == "bad_signature"
+
+
+def test_a_second_signature_over_the_same_body_is_the_same_record() -> None:
+    record = sign_record(ALICE, post())
+    # Ed25519 in PyNaCl is deterministic, so build a different valid signature the
+    # other way round: the id must not depend on the signature bytes at all.
+    assert record_id(record.author, record.body) == record.id
+    other = decode(pack_envelope(record.author, record.body, record.signature))
+    assert other.id == record.id
+
+
+def test_body_at_the_limit_is_accepted_and_one_byte_more_is_not() -> None:
+    base = post(text="")
+    overhead = len(encode_body(base))
+    # A str of n bytes needs a 3- or 5-byte header more than the empty one: find the
+    # text length that makes the body exactly MAX_BODY_SIZE.
+    for text_len in range(MAX_BODY_SIZE - overhead - 8, MAX_BODY_SIZE - overhead + 1):
+        body = encode_body(post(text="x" * text_len))
+        if len(body) == MAX_BODY_SIZE:
+            break
+    else:
+        raise AssertionError("no text length gives a body at the limit")
+    at_limit = body
+    over = encode_body(post(text="x" * (text_len + 1)))
+    assert len(over) == MAX_BODY_SIZE + 1
+    ok = decode(pack_envelope(ALICE.public_key, at_limit, ALICE.sign(SIGN_DOMAIN + at_limit)))
+    assert len(ok.body) == MAX_BODY_SIZE
+    with pytest.raises(WireError) as info:
+        decode(pack_envelope(ALICE.public_key, over, ALICE.sign(SIGN_DOMAIN + over)))
+    assert info.value.reason == "oversize"
+
+
+def test_deeply_nested_body_is_refused() -> None:
+    nested: Any = "x"
+    for _ in range(8):
+        nested = [nested]
+    with pytest.raises(WireError) as info:
+        sign_record(ALICE, post(deep=nested))
+    assert "nested" in str(info.value)
+
+
+def test_body_integer_beyond_64_bits_is_refused() -> None:
+    body = encode_body(post(big=2**64 - 1))
+    with pytest.raises(WireError):
+        decode(pack_envelope(ALICE.public_key, body, ALICE.sign(SIGN_DOMAIN + body)))
+
+
+def test_wire_errors_are_record_errors_with_reason_codes() -> None:
+    with pytest.raises(RecordError) as info:
+        decode(b"\x00")
+    assert info.value.reason == "malformed"
+
+
+def _signed_raw(body: bytes) -> bytes:
+    return pack_envelope(ALICE.public_key, body, ALICE.sign(SIGN_DOMAIN + body))
+
+
+def test_repeated_keys_are_refused_at_the_top_and_when_nested() -> None:
+    """Implementations that keep the first or the last value would read them differently."""
+    pack = msgpack.packb
+    top = b"\x83" + pack("kind") + pack("post") + pack("created_at") + pack(NOW_MS)
+    top += pack("kind") + pack("profile")
+    with pytest.raises(WireError, match="repeats a key"):
+        decode(_signed_raw(top))
+    inner = b"\x82" + pack("hash") + pack(b"a" * 32, use_bin_type=True)
+    inner += pack("hash") + pack(b"b" * 32, use_bin_type=True)
+    nested = b"\x83" + pack("kind") + pack("post") + pack("created_at") + pack(NOW_MS)
+    nested += pack("attachments") + b"\x91" + inner
+    with pytest.raises(WireError, match="repeats a key"):
+        decode(_signed_raw(nested))

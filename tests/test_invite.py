@@ -1,0 +1,109 @@
+"""Invite codes as a person meets them: pasted, retyped, scanned, expired, forged."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import zxingcpp
+from hypothesis import given
+from hypothesis import strategies as st
+from PySide6.QtGui import QImage
+
+from kithnet.crypto import invite
+from kithnet.crypto.errors import BadSignature
+from kithnet.crypto.identity import Identity, verify
+
+ALICE = Identity.from_seed(bytes([1]) * 32)
+COMMUNITY = bytes([0xC0]) * 32
+ADDRESSES = ["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"]
+CODE = invite.InviteCode.create(ALICE, COMMUNITY, "Loft insulators", ADDRESSES, 2_000_000_000_000)
+TEXT = CODE.encode()
+
+
+def test_code_is_kith1_base32_and_round_trips() -> None:
+    assert TEXT.startswith("kith1")
+    assert set(TEXT[5:]) <= set("abcdefghijklmnopqrstuvwxyz234567")
+    assert invite.decode(TEXT) == CODE
+
+
+def test_pasting_with_line_breaks_capitals_and_lookalike_digits_still_works() -> None:
+    messy = "\n".join(TEXT[i : i + 30] for i in range(0, len(TEXT), 30)).upper()
+    assert invite.decode("  " + messy + "\n") == CODE
+    # People read 'l' as '1' and 'o' as '0': both are read back as the letters.
+    body = TEXT[5:]
+    lookalike = "kith1" + body.replace("l", "1").replace("o", "0")
+    assert invite.decode(lookalike) == CODE
+
+
+@given(st.integers(5, len(TEXT) - 1), st.sampled_from("abcdefghijklmnopqrstuvwxyz234567"))
+def test_any_single_typo_is_caught_as_a_typo(position: int, char: str) -> None:
+    typo = TEXT[:position] + char + TEXT[position + 1 :]
+    if typo == TEXT:
+        return
+    with pytest.raises(invite.InviteChecksumError, match="mistyped"):
+        invite.decode(typo)
+
+
+@given(st.integers(6, len(TEXT) - 1))
+def test_a_code_cut_short_is_caught(length: int) -> None:
+    with pytest.raises(invite.InviteChecksumError, match="cut short"):
+        invite.decode(TEXT[:length])
+
+
+def test_expired_codes_say_when_and_whom_to_ask() -> None:
+    CODE.check_fresh(CODE.expires_at - 1)
+    with pytest.raises(invite.InviteExpired) as info:
+        CODE.check_fresh(CODE.expires_at)
+    message = str(info.value)
+    assert "Loft insulators" in message
+    assert "expired on 2033-05-18" in message
+    assert "ask the person who invited you" in message
+
+
+def test_a_code_re_signed_by_someone_else_is_refused() -> None:
+    mallory = Identity.generate()
+    payload = base64.b32decode(TEXT[5:].upper() + "=" * (-len(TEXT[5:]) % 8))[:-5]
+    import hashlib
+
+    import msgpack
+
+    version, body, _ = msgpack.unpackb(payload, raw=False)
+    forged_payload = msgpack.packb(
+        [version, body, mallory.sign(invite.SIGN_DOMAIN + body)], use_bin_type=True
+    )
+    checksum = hashlib.blake2b(invite.CHECKSUM_DOMAIN + forged_payload, digest_size=5).digest()
+    forged = "kith1" + base64.b32encode(forged_payload + checksum).decode().rstrip("=").lower()
+    with pytest.raises(invite.InviteSignatureError, match="altered"):
+        invite.decode(forged)
+
+
+def test_join_proof_binds_the_joiner_and_the_community() -> None:
+    bob = Identity.generate()
+    proof = CODE.prove_join(bob.public_key)
+    invite.verify_join_proof(CODE.invite_key, COMMUNITY, bob.public_key, proof)
+    verify(CODE.invite_key, invite.JOIN_DOMAIN + COMMUNITY + bob.public_key, proof)
+    with pytest.raises(BadSignature):
+        invite.verify_join_proof(CODE.invite_key, bytes(32), bob.public_key, proof)
+
+
+def test_malformed_inputs_to_create_are_refused() -> None:
+    with pytest.raises(invite.InviteFormatError):
+        invite.InviteCode.create(ALICE, b"short", "x", [], 1)
+    with pytest.raises(invite.InviteFormatError):
+        invite.InviteCode.create(ALICE, COMMUNITY, "", [], 1)
+    with pytest.raises(invite.InviteFormatError):
+        invite.InviteCode.create(ALICE, COMMUNITY, "x", ["not-a-multiaddr"], 1)
+
+
+def test_qr_code_scans_back_to_the_same_invite() -> None:
+    png = invite.qr_png(TEXT)
+    assert png.startswith(b"\x89PNG")
+    image = QImage.fromData(png).convertToFormat(QImage.Format.Format_Grayscale8)
+    assert not image.isNull()
+    width, height, stride = image.width(), image.height(), image.bytesPerLine()
+    raw = bytes(image.constBits())
+    pixels = b"".join(raw[y * stride : y * stride + width] for y in range(height))
+    results = zxingcpp.read_barcodes(memoryview(pixels).cast("B", (height, width)))
+    assert len(results) == 1
+    assert invite.decode(results[0].text) == CODE
