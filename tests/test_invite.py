@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
+import msgpack
 import pytest
 import zxingcpp
 from hypothesis import given
@@ -64,10 +66,6 @@ def test_expired_codes_say_when_and_whom_to_ask() -> None:
 def test_a_code_re_signed_by_someone_else_is_refused() -> None:
     mallory = Identity.generate()
     payload = base64.b32decode(TEXT[5:].upper() + "=" * (-len(TEXT[5:]) % 8))[:-5]
-    import hashlib
-
-    import msgpack
-
     version, body, _ = msgpack.unpackb(payload, raw=False)
     forged_payload = msgpack.packb(
         [version, body, mallory.sign(invite.SIGN_DOMAIN + body)], use_bin_type=True
@@ -107,3 +105,31 @@ def test_qr_code_scans_back_to_the_same_invite() -> None:
     results = zxingcpp.read_barcodes(memoryview(pixels).cast("B", (height, width)))
     assert len(results) == 1
     assert invite.decode(results[0].text) == CODE
+
+
+def _with_checksum(payload: bytes) -> str:
+    checksum = hashlib.blake2b(invite.CHECKSUM_DOMAIN + payload, digest_size=5).digest()
+    return "kith1" + base64.b32encode(payload + checksum).decode().rstrip("=").lower()
+
+
+any_code_text = (
+    st.text(max_size=200)
+    | st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567", max_size=300).map("kith1".__add__)
+    | st.binary(max_size=400).map(_with_checksum)
+    | st.lists(st.one_of(st.integers(-3, 3), st.binary(max_size=300)), max_size=4).map(
+        lambda items: _with_checksum(msgpack.packb(items, use_bin_type=True))
+    )
+)
+
+
+@given(any_code_text)
+def test_any_text_is_a_code_or_an_invite_error(text: str) -> None:
+    result: invite.InviteCode | invite.InviteCodeError
+    try:
+        result = invite.decode(text)
+    except invite.InviteCodeError as exc:
+        result = exc
+    if isinstance(result, invite.InviteCodeError):
+        assert str(result)  # every refusal explains itself
+    else:
+        assert invite.decode(result.encode()) == result
