@@ -10,7 +10,7 @@ export QT_QPA_PLATFORM ?= offscreen
 .PHONY: run test test-slow lint typecheck contracts unit bench vectors clean
 
 $(VENV)/bin/python:
-	@bash packaging/system-deps.sh
+	@PYTHON=$(PYTHON) bash packaging/system-deps.sh
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Kithnet needs Python 3.11 or newer: run with PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)

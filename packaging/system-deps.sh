@@ -9,6 +9,10 @@ packages=(
   # Qt (PySide6) at run time, offscreen or on a screen.
   libegl1 libgl1 libfontconfig1 libglib2.0-0 libxkbcommon0 libdbus-1-3 fonts-dejavu-core
 )
+# Debian's own python3 makes virtual environments only with python3-venv.
+if ! "${PYTHON:-python3}" -c 'import ensurepip' >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
 if [ "${1:-}" = "--screen" ]; then
   # A real window under Xvfb (make screenshots); Qt's xcb plugin needs these.
   packages+=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0)
