@@ -51,6 +51,7 @@ class KindSpec:
     fields: tuple[Field, ...]
     authors: str
     rules: tuple[Rule, ...] = ()
+    rules_doc: str = ""
 
 
 def _not_self(field_name: str) -> Rule:
@@ -194,6 +195,8 @@ KINDS: dict[str, KindSpec] = {
             ),
             "members who are not banned",
             (_offer_has_skills, _post_has_content),
+            "text or at least one attachment; an offer names at least one tag; only offers"
+            " carry `area` and `terms`",
         ),
         KindSpec(
             "reaction",
@@ -233,6 +236,7 @@ KINDS: dict[str, KindSpec] = {
             ),
             "anyone except the subject",
             (_not_self("subject"),),
+            "`subject` is not the author",
         ),
         KindSpec(
             "reference_revoke",
@@ -259,6 +263,7 @@ KINDS: dict[str, KindSpec] = {
             ),
             "owners and moderators; owners cannot be banned",
             (_not_self("target"),),
+            "`target` is not the author",
         ),
         KindSpec(
             "referral",
@@ -273,6 +278,7 @@ KINDS: dict[str, KindSpec] = {
             ),
             "members who are not banned",
             (_one_destination,),
+            "exactly one of `to_community` and `to_member`; `invite` only with `to_community`",
         ),
         KindSpec(
             "announcement",
@@ -288,6 +294,7 @@ KINDS: dict[str, KindSpec] = {
             ),
             "owners",
             (_public_only,),
+            "only public communities are announced",
         ),
         KindSpec(
             "key_update",
@@ -309,6 +316,7 @@ KINDS: dict[str, KindSpec] = {
             ),
             "anyone except the recipient",
             (_not_self("recipient"),),
+            "`recipient` is not the author",
         ),
     )
 }
@@ -322,6 +330,8 @@ def markdown_table() -> str:
         lines.append("")
         lines.append(f"{spec.summary[0].upper()}{spec.summary[1:]}.")
         lines.append(f"Community: {spec.community}. Authors: {spec.authors}.")
+        if spec.rules_doc:
+            lines.append(f"Rules: {spec.rules_doc}.")
         lines.append("")
         if spec.fields:
             lines.append("| field | type | required | meaning |")
