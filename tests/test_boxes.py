@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from nacl.pwhash import argon2id
 
 from kithnet.crypto import sealed, secretbox
-from kithnet.crypto.errors import BadKdfParams, BadKey, DecryptionFailed
+from kithnet.crypto.errors import BadKdfParams, BadKey, BadPassphrase, DecryptionFailed
 from kithnet.crypto.identity import Identity
 from kithnet.crypto.kdf import KdfParams, derive_key
 
@@ -91,3 +91,13 @@ def test_sealed_box_opens_only_for_its_recipient() -> None:
         sealed.unseal(bob, box[:-1] + bytes([box[-1] ^ 1]))
     with pytest.raises(DecryptionFailed):
         sealed.unseal(bob, b"")
+
+
+def test_kdf_refuses_what_it_cannot_use_with_its_own_errors() -> None:
+    params = KdfParams.new(**FAST)
+    with pytest.raises(BadPassphrase):
+        derive_key("broken \ud800 surrogate", params)
+    with pytest.raises(BadKdfParams):
+        derive_key("pw", params, size=8)
+    with pytest.raises(BadKdfParams):
+        KdfParams.from_dict({**params.to_dict(), "opslimit": True})

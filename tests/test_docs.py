@@ -29,8 +29,3 @@ def test_readme_opens_with_what_kithnet_is_and_the_two_commands() -> None:
     assert readme.startswith("# Kithnet")
     assert "make run" in readme
     assert "make test" in readme
-
-
-def test_every_cross_field_rule_is_documented() -> None:
-    for spec in KINDS.values():
-        assert bool(spec.rules) == bool(spec.rules_doc), spec.name

@@ -56,13 +56,6 @@ def test_fingerprint_follows_the_documented_recipe() -> None:
     assert fingerprint(key) == " ".join(f"{g:05d}" for g in groups)
 
 
-@given(seeds, seeds)
-def test_different_keys_have_different_fingerprints(a: bytes, b: bytes) -> None:
-    key_a = Identity.from_seed(a).public_key
-    key_b = Identity.from_seed(b).public_key
-    assert (fingerprint(key_a) == fingerprint(key_b)) == (key_a == key_b)
-
-
 @given(seeds)
 def test_peer_id_matches_libp2p(seed: bytes) -> None:
     identity = Identity.from_seed(seed)

@@ -133,3 +133,39 @@ def test_any_text_is_a_code_or_an_invite_error(text: str) -> None:
         assert str(result)  # every refusal explains itself
     else:
         assert invite.decode(result.encode()) == result
+
+
+def _payload(text: str) -> bytes:
+    return base64.b32decode(text[5:].upper() + "=" * (-len(text[5:]) % 8))[:-5]
+
+
+def test_one_invite_has_one_encoding() -> None:
+    """Re-encodings of a signed invite (a repeated key, a wider header, True for 1) are
+    refused, so that implementations cannot read one code two ways."""
+    version, body, signature = msgpack.unpackb(_payload(TEXT), raw=False)
+    fields = msgpack.unpackb(body, raw=False)
+    repeated = (
+        b"\x87"
+        + b"".join(msgpack.packb(k) + msgpack.packb(v) for k, v in fields.items())
+        + msgpack.packb("name")
+        + msgpack.packb("Loft insulators")
+    )
+    wide_version = b"\x93\xcc\x01" + msgpack.packb(body, use_bin_type=True)
+    wide_version += msgpack.packb(signature, use_bin_type=True)
+    bool_version = msgpack.packb([True, body, signature], use_bin_type=True)
+    for payload in (
+        msgpack.packb([version, repeated, ALICE.sign(invite.SIGN_DOMAIN + repeated)]),
+        wide_version,
+        bool_version,
+    ):
+        with pytest.raises(invite.InviteFormatError, match="malformed"):
+            invite.decode(_with_checksum(payload))
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["/x", "/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4001/p2p/", "/p2p/0OIl", "ip4/p2p/x"],
+)
+def test_bootstrap_addresses_must_name_their_peer(address: str) -> None:
+    with pytest.raises(invite.InviteFormatError, match="/p2p/"):
+        invite.InviteCode.create(ALICE, COMMUNITY, "x", [address], 1)

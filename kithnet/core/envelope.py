@@ -75,7 +75,10 @@ def record_id(author: bytes, body: bytes) -> bytes:
 
 def encode_body(fields: Mapping[str, Any]) -> bytes:
     """The msgpack encoding of a body map, as this implementation signs it."""
-    packed: bytes = msgpack.packb(dict(fields), use_bin_type=True)
+    try:
+        packed: bytes = msgpack.packb(dict(fields), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:  # UnicodeError is a ValueError
+        raise WireError(f"these fields cannot be encoded in a record: {exc}") from exc
     return packed
 
 
@@ -137,25 +140,40 @@ def _slice_canonical(data: bytes) -> tuple[bytes, bytes, bytes] | None:
     return data[4:36], data[start:end], data[end + 2 :]
 
 
-def _read_envelope(data: bytes) -> tuple[bytes, bytes, bytes]:
-    if len(data) > MAX_ENVELOPE_SIZE:
-        raise WireError(
-            f"record of {len(data)} bytes exceeds the {MAX_ENVELOPE_SIZE}-byte limit",
-            "oversize",
-        )
+def _read_version(data: bytes) -> int:
+    """Read only the array header and the version, so a newer format whose other
+    elements this version cannot parse is still reported as a newer version."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_ENVELOPE_SIZE)
+    unpacker.feed(data)
     try:
-        outer = msgpack.unpackb(data, **_HEAD_UNPACK)
+        if unpacker.read_array_header() == 0:
+            raise WireError("record envelope must be a non-empty msgpack array")
+        version = unpacker.unpack()
     except (ValueError, msgpack.UnpackException) as exc:
         raise WireError(f"record is not a msgpack envelope: {exc}") from exc
-    if not isinstance(outer, list) or not outer:
-        raise WireError("record envelope must be a non-empty msgpack array")
-    version = outer[0]
     if type(version) is not int:
         raise WireError("record envelope must start with an integer format version")
     if version > FORMAT_VERSION:
         raise UnsupportedVersion(version)
     if version != FORMAT_VERSION:
         raise WireError(f"record format version {version} does not exist")
+    return version
+
+
+def _read_envelope(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """Parse a non-canonical candidate envelope to say exactly what is wrong with it."""
+    if len(data) > MAX_ENVELOPE_SIZE:
+        raise WireError(
+            f"record of {len(data)} bytes exceeds the {MAX_ENVELOPE_SIZE}-byte limit",
+            "oversize",
+        )
+    _read_version(data)
+    try:
+        outer = msgpack.unpackb(data, **_HEAD_UNPACK)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise WireError(f"record is not a msgpack envelope: {exc}") from exc
+    if not isinstance(outer, list):
+        raise WireError("record envelope must be a msgpack array")
     if len(outer) != 4:
         raise WireError("a version 1 record envelope has exactly 4 elements")
     _, author, body, signature = outer
@@ -175,7 +193,7 @@ def _read_envelope(data: bytes) -> tuple[bytes, bytes, bytes]:
         )
     if len(body) > MAX_BODY_SIZE:
         raise WireError(f"record body exceeds the {MAX_BODY_SIZE}-byte limit", "oversize")
-    # One canonical encoding only, so equal records are equal bytes everywhere.
+    # One encoding only: the same author, body and signature are the same bytes everywhere.
     if pack_envelope(author, body, signature) != data:
         raise WireError("record envelope is not in canonical msgpack form")
     return author, body, signature

@@ -21,3 +21,7 @@ class DecryptionFailed(CryptoError):
 
 class BadKdfParams(CryptoError):
     """Stored key-derivation parameters are missing, malformed or out of range."""
+
+
+class BadPassphrase(CryptoError):
+    """A passphrase cannot be used (it is not encodable text)."""

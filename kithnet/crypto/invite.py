@@ -10,6 +10,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ MAX_PAYLOAD_BYTES = 2048
 MAX_TEXT_CHARS = 4096
 
 _ALPHABET = set(string.ascii_lowercase + "234567")
+# A dialable bootstrap address names its peer: /<protocols...>/p2p/<base58 peer id>.
+_BOOTSTRAP_ADDRESS = re.compile(r"(?:/[^/\s]+)+/p2p/[1-9A-HJ-NP-Za-km-z]+")
 # Characters people confuse with base32 ones; read as the letter they resemble.
 _LOOKALIKES = str.maketrans({"0": "o", "1": "l", "8": "b"})
 
@@ -170,8 +173,8 @@ def _check_body(body: dict[str, object]) -> None:
     if not isinstance(addrs, list) or len(addrs) > MAX_ADDRESSES:
         raise bad(f"there must be at most {MAX_ADDRESSES} addresses")
     for addr in addrs:
-        if not isinstance(addr, str) or not addr.startswith("/"):
-            raise bad("an address is not a multiaddr")
+        if not isinstance(addr, str) or not _BOOTSTRAP_ADDRESS.fullmatch(addr):
+            raise bad("an address is not a multiaddr ending in /p2p/<peer id>")
         if len(addr.encode()) > MAX_ADDRESS_BYTES:
             raise bad(f"an address is longer than {MAX_ADDRESS_BYTES} bytes")
     secret = body.get("secret")
@@ -234,7 +237,7 @@ def _decode_payload(payload: bytes) -> InviteCode:
         )
     except (ValueError, msgpack.UnpackException) as exc:
         raise InviteFormatError("this invite code is malformed") from exc
-    if not isinstance(outer, list) or not outer or not isinstance(outer[0], int):
+    if not isinstance(outer, list) or not outer or type(outer[0]) is not int:
         raise InviteFormatError("this invite code is malformed")
     if outer[0] > VERSION:
         raise InviteVersionError(
@@ -246,6 +249,8 @@ def _decode_payload(payload: bytes) -> InviteCode:
     _, body, signature = outer
     if not isinstance(body, bytes) or not isinstance(signature, bytes):
         raise InviteFormatError("this invite code is malformed")
+    if msgpack.packb(outer, use_bin_type=True) != payload:
+        raise InviteFormatError("this invite code is malformed: it is not in canonical form")
     if len(signature) != SIGNATURE_SIZE:
         raise InviteFormatError("this invite code is malformed: bad signature length")
     try:
@@ -260,8 +265,12 @@ def _decode_payload(payload: bytes) -> InviteCode:
         )
     except (ValueError, msgpack.UnpackException) as exc:
         raise InviteFormatError("this invite code is malformed") from exc
-    if not isinstance(fields, dict):
+    if not isinstance(fields, dict) or not all(type(k) is str for k in fields):
         raise InviteFormatError("this invite code is malformed")
+    # One encoding per invite: re-encoding must give the signed bytes back (this also
+    # refuses a repeated key, which implementations would resolve differently).
+    if msgpack.packb(fields, use_bin_type=True) != body:
+        raise InviteFormatError("this invite code is malformed: it is not in canonical form")
     _check_body(fields)
     try:
         verify(fields["inviter"], SIGN_DOMAIN + body, signature)

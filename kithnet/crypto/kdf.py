@@ -13,11 +13,12 @@ from typing import Any
 
 import nacl.pwhash.argon2id as argon2id
 
-from kithnet.crypto.errors import BadKdfParams
+from kithnet.crypto.errors import BadKdfParams, BadPassphrase
 
 ALGORITHM = "argon2id13"
 SALT_SIZE = argon2id.SALTBYTES  # 16
 KEY_SIZE = 32
+MAX_KEY_SIZE = 64
 
 # MODERATE: about 0.5-1 s and 256 MiB on this kind of machine; a desktop unlock can
 # afford it once per start. Tests pass a smaller profile.
@@ -50,11 +51,11 @@ class KdfParams:
             raise BadKdfParams(f"unknown key-derivation algorithm {self.algorithm!r}")
         if not isinstance(self.salt, bytes) or len(self.salt) != SALT_SIZE:
             raise BadKdfParams(f"the salt must be {SALT_SIZE} bytes")
-        if not isinstance(self.opslimit, int) or not (
+        if type(self.opslimit) is not int or not (
             argon2id.OPSLIMIT_MIN <= self.opslimit <= MAX_OPSLIMIT
         ):
             raise BadKdfParams(f"opslimit {self.opslimit!r} is out of range")
-        if not isinstance(self.memlimit, int) or not (
+        if type(self.memlimit) is not int or not (
             argon2id.MEMLIMIT_MIN <= self.memlimit <= MAX_MEMLIMIT
         ):
             raise BadKdfParams(f"memlimit {self.memlimit!r} is out of range")
@@ -92,7 +93,12 @@ def derive_key(passphrase: str, params: KdfParams, size: int = KEY_SIZE) -> byte
     Slow on purpose: never call it on the thread that paints.
     """
     params.check()
-    normalised = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    if not argon2id.BYTES_MIN <= size <= MAX_KEY_SIZE:
+        raise BadKdfParams(f"a derived key is {argon2id.BYTES_MIN} to {MAX_KEY_SIZE} bytes")
+    try:
+        normalised = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadPassphrase("the passphrase contains characters that are not text") from exc
     return argon2id.kdf(
         size, normalised, params.salt, opslimit=params.opslimit, memlimit=params.memlimit
     )
