@@ -126,3 +126,12 @@ def test_invite_vector(vector: dict[str, Any]) -> None:
     Ed25519PublicKey.from_public_bytes(code.inviter).verify(
         code.signature, b"kithnet/invite/v1\x00" + code.signed_body
     )
+
+
+def test_the_generator_still_reproduces_every_committed_vector() -> None:
+    """Signing is deterministic: if this code now encodes or signs differently, the
+    vectors other implementations rely on would silently stop matching it."""
+    from tests.vectors import generate
+
+    assert list(generate.record_rows()) == RECORDS
+    assert list(generate.invite_rows()) == INVITES

@@ -218,7 +218,7 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             "delete",
-            "retracts the author's own post, reaction or invite",
+            "retracts the author's own post, reaction, invite or referral",
             "required",
             (Field("target", record_ref()),),
             "the author of the target",

@@ -8,8 +8,11 @@ vectors changes nothing.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -444,6 +447,31 @@ def record_vectors() -> Iterator[tuple[str, bytes, bool, str]]:
     yield "body-not-a-map", envelope(BOB, msgpack.packb(["post"])), False, "malformed"
 
 
+def _dm_body_of_size(size: int) -> bytes:
+    """A valid dm whose body is exactly `size` bytes (padded by an unknown field)."""
+    for pad in range(size - 60_200, size - 60_000):
+        body = encode_body(
+            {
+                "kind": "dm",
+                "created_at": T,
+                "recipient": BOB.public_key,
+                "box": bytes([6]) * 60_000,
+                "padding": "p" * pad,
+            }
+        )
+        if len(body) == size:
+            return body
+    raise AssertionError(f"no padding gives a body of {size} bytes")
+
+
+def boundary_vectors() -> Iterator[tuple[str, bytes, bool, str]]:
+    """Added after the first set: the body limit at the byte."""
+    at_limit = _dm_body_of_size(65_536)
+    yield "body-exactly-64k", envelope(ALICE, at_limit), True, "valid"
+    over = _dm_body_of_size(65_537)
+    yield "body-64k-plus-one", envelope(ALICE, over), False, "oversize"
+
+
 def invite_vectors() -> Iterator[tuple[str, str, bool, str]]:
     code = INVITE.encode()
     yield "valid", code, True, "valid"
@@ -480,13 +508,34 @@ def invite_vectors() -> Iterator[tuple[str, str, bool, str]]:
         "signature",
     )
     yield "newer-version", _raw_code(2, INVITE.signed_body, INVITE.signature), False, "version"
+    # Added after the first set: one invite, one encoding.
+    body = msgpack.unpackb(INVITE.signed_body, raw=False)
+    repeated = msgpack.packb(body, use_bin_type=True)
+    repeated = bytes([repeated[0] + 1]) + repeated[1:] + msgpack.packb("name") + msgpack.packb("X")
+    yield (
+        "repeated-key",
+        _raw_code(1, repeated, ALICE.sign(b"kithnet/invite/v1\x00" + repeated)),
+        False,
+        "format",
+    )
+    wide = b"\x93\xcc\x01" + msgpack.packb(INVITE.signed_body, use_bin_type=True)
+    wide += msgpack.packb(INVITE.signature, use_bin_type=True)
+    yield "non-canonical-payload", _with_checksum(wide), False, "format"
+    body["addrs"] = ["/ip4/127.0.0.1/tcp/4001"]
+    no_peer = msgpack.packb(body, use_bin_type=True)
+    yield (
+        "address-without-peer-id",
+        _raw_code(1, no_peer, ALICE.sign(b"kithnet/invite/v1\x00" + no_peer)),
+        False,
+        "format",
+    )
 
 
 def _raw_code(version: int, body: bytes, signature: bytes) -> str:
-    import base64
-    import hashlib
+    return _with_checksum(msgpack.packb([version, body, signature], use_bin_type=True))
 
-    payload = msgpack.packb([version, body, signature], use_bin_type=True)
+
+def _with_checksum(payload: bytes) -> str:
     checksum = hashlib.blake2b(b"kithnet/invite-checksum/v1\x00" + payload, digest_size=5).digest()
     return "kith1" + base64.b32encode(payload + checksum).decode().rstrip("=").lower()
 
@@ -507,8 +556,8 @@ def _append(
     return added
 
 
-def _record_rows() -> Iterator[dict[str, Any]]:
-    for name, data, valid, reason in record_vectors():
+def record_rows() -> Iterator[dict[str, Any]]:
+    for name, data, valid, reason in chain(record_vectors(), boundary_vectors()):
         row: dict[str, Any] = {
             "name": name,
             "envelope_hex": data.hex(),
@@ -524,7 +573,7 @@ def _record_rows() -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _invite_rows() -> Iterator[dict[str, Any]]:
+def invite_rows() -> Iterator[dict[str, Any]]:
     for name, code, valid, reason in invite_vectors():
         row: dict[str, Any] = {
             "name": name,
@@ -547,8 +596,8 @@ def _invite_rows() -> Iterator[dict[str, Any]]:
 
 def main() -> None:
     assert ID_DOMAIN  # the id rule is the one in kithnet.core.envelope
-    added = _append(HERE / "records.jsonl", _record_rows(), lambda r: r["name"])
-    added += _append(HERE / "invites.jsonl", _invite_rows(), lambda r: r["name"])
+    added = _append(HERE / "records.jsonl", record_rows(), lambda r: r["name"])
+    added += _append(HERE / "invites.jsonl", invite_rows(), lambda r: r["name"])
     print(f"added {added} vectors")
 
 
