@@ -336,3 +336,10 @@ def test_signed_records_with_any_field_values_are_accepted_or_counted(
     else:
         assert not rejected
         assert record.kind == kind
+
+
+def test_a_records_fields_cannot_be_changed_after_signing() -> None:
+    record = sign_record(ALICE, post())
+    with pytest.raises(TypeError):
+        record.fields["text"] = "changed"  # type: ignore[index]
+    assert decode(record.envelope).fields["text"] == "Hello"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import msgpack
@@ -43,7 +44,8 @@ _HEAD_UNPACK = {
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A decoded, signature-checked record. `fields` is the body map."""
+    """A decoded, signature-checked record. `fields` is the body map, read-only so it
+    cannot drift from the signed `body`."""
 
     envelope: bytes
     author: bytes
@@ -105,7 +107,7 @@ def sign_record(identity: Identity, fields: Mapping[str, Any]) -> Record:
         body=body,
         signature=signature,
         id=record_id(identity.public_key, body),
-        fields=decoded,
+        fields=MappingProxyType(decoded),
     )
 
 
@@ -321,5 +323,5 @@ def decode(data: bytes) -> Record:
         body=body,
         signature=signature,
         id=record_id(author, body),
-        fields=fields,
+        fields=MappingProxyType(fields),
     )
