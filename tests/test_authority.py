@@ -68,8 +68,8 @@ def test_only_owners_grant_roles() -> None:
     assert c.apply(OWNER, kind="role_grant", subject=MOD.public_key, role="moderator") is (
         Verdict.ALLOWED
     )
-    assert c.state.roles(c.id, MOD.public_key) == {"moderator"}
-    assert c.state.is_member(c.id, MOD.public_key)
+    assert c.state.facts.roles(c.id, MOD.public_key) == {"moderator"}
+    assert c.state.facts.is_member(c.id, MOD.public_key)
     # A moderator is not an owner.
     moderator_grant = dict(kind="role_grant", subject=OTHER.public_key, role="moderator")
     assert c.apply(MOD, **moderator_grant) is Verdict.DENIED

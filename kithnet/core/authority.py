@@ -276,12 +276,3 @@ class MemoryState:
         self.records[record.id] = record
         self.facts, self.decisions = fold(self.records.values())
         return self.decisions[record.id]
-
-    def roles(self, community_id: bytes, member: bytes) -> frozenset[str]:
-        return self.facts.roles(community_id, member)
-
-    def is_member(self, community_id: bytes, member: bytes) -> bool:
-        return self.facts.is_member(community_id, member)
-
-    def is_banned(self, community_id: bytes, member: bytes) -> bool:
-        return self.facts.is_banned(community_id, member)
