@@ -4,60 +4,13 @@ and the same outcome whatever order the records arrive in."""
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kithnet.core.authority import MemoryState, Verdict, fold
-from kithnet.core.envelope import Record, sign_record
-from kithnet.core.validation import validate
-from kithnet.crypto.identity import Identity
 from kithnet.crypto.invite import InviteCode
-from tests.strategies import NOW_MS
-
-OWNER = Identity.from_seed(bytes([1]) * 32)
-MOD = Identity.from_seed(bytes([2]) * 32)
-MEMBER = Identity.from_seed(bytes([3]) * 32)
-OTHER = Identity.from_seed(bytes([4]) * 32)
-
-
-class Community:
-    """A community built record by record, as a member's node would see it."""
-
-    def __init__(self, visibility: str = "public") -> None:
-        self.state = MemoryState()
-        self.clock = NOW_MS - 100_000
-        genesis = self.make(OWNER, kind="community", name="Lofts", visibility=visibility)
-        self.id = genesis.id
-        assert self.state.apply(genesis).verdict is Verdict.ALLOWED
-        self.code = InviteCode.create(OWNER, self.id, "Lofts", [], expires_at=NOW_MS)
-        invite = self.make(OWNER, kind="invite", invite_key=self.code.invite_key, expires_at=NOW_MS)
-        assert self.state.apply(invite).verdict is Verdict.ALLOWED
-
-    def make(self, who: Identity, **fields: Any) -> Record:
-        self.clock += 1
-        fields.setdefault("created_at", self.clock)
-        if fields["kind"] != "community":
-            fields.setdefault("community", self.id)
-        record = sign_record(who, fields)
-        validate(record, NOW_MS)
-        return record
-
-    def join_record(self, who: Identity) -> Record:
-        return self.make(
-            who,
-            kind="join",
-            invite_key=self.code.invite_key,
-            proof=self.code.prove_join(who.public_key),
-        )
-
-    def join(self, *people: Identity) -> None:
-        for who in people:
-            assert self.state.apply(self.join_record(who)).verdict is Verdict.ALLOWED
-
-    def apply(self, who: Identity, **fields: Any) -> Verdict:
-        return self.state.apply(self.make(who, **fields)).verdict
+from tests.histories import HISTORY, MEMBER, MOD, OTHER, OWNER, Community
 
 
 def test_only_owners_grant_roles() -> None:
@@ -198,52 +151,6 @@ def test_only_owners_announce_and_only_public_communities() -> None:
     assert public.apply(OWNER, **fields) is Verdict.ALLOWED
     private = Community(visibility="private")
     assert private.apply(OWNER, **fields) is Verdict.DENIED
-
-
-def community_history() -> list[Record]:
-    """A busy community's records, including ones whose outcome depends on others."""
-    c = Community()
-    made = list(c.state.records.values())
-    made.append(c.join_record(MEMBER))
-    made.append(c.join_record(OTHER))
-    made.append(c.make(OWNER, kind="role_grant", subject=MOD.public_key, role="moderator"))
-    post = c.make(MEMBER, kind="post", type="question", text="Loft?", tags=["loft"])
-    made.append(post)
-    made.append(c.make(OTHER, kind="post", type="post", text="Try Alice.", reply_to=post.id))
-    made.append(c.make(MEMBER, kind="edit", target=post.id, text="Loft, please?"))
-    made.append(c.make(OTHER, kind="edit", target=post.id, text="hijack"))
-    made.append(c.make(MOD, kind="moderation", action="ban", target=OTHER.public_key))
-    made.append(c.make(OTHER, kind="post", type="post", text="while banned"))
-    made.append(c.make(MOD, kind="moderation", action="unban", target=OTHER.public_key))
-    made.append(c.make(OTHER, kind="post", type="post", text="back"))
-    made.append(c.make(OWNER, kind="role_revoke", subject=MOD.public_key, role="moderator"))
-    made.append(c.make(MOD, kind="moderation", action="ban", target=MEMBER.public_key))
-    made.append(c.make(MEMBER, kind="post", type="post", text="still here"))
-    made.append(c.make(OWNER, kind="delete", target=made[1].id))  # withdraws the invite
-    made.append(c.join_record(MOD))  # too late: the invite was withdrawn, but MOD has a role
-    # A newcomer whose clock runs slow: their post is dated before their join, and the
-    # join before the invite it uses. Both take effect once what they wait for is in.
-    newcomer_code = InviteCode.create(OWNER, c.id, "Lofts", [], NOW_MS)
-    newcomer_invite = c.make(
-        OWNER, kind="invite", invite_key=newcomer_code.invite_key, expires_at=NOW_MS
-    )
-    made.append(newcomer_invite)
-    early = newcomer_invite.created_at - 60_000
-    made.append(c.make(NEWCOMER, kind="post", type="post", text="hi all", created_at=early))
-    made.append(
-        c.make(
-            NEWCOMER,
-            kind="join",
-            invite_key=newcomer_code.invite_key,
-            proof=newcomer_code.prove_join(NEWCOMER.public_key),
-            created_at=early - 1,
-        )
-    )
-    return made
-
-
-NEWCOMER = Identity.from_seed(bytes([5]) * 32)
-HISTORY = community_history()
 
 
 @given(st.randoms(use_true_random=False))

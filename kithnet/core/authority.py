@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from kithnet.core.envelope import Record
@@ -52,6 +52,8 @@ class TargetFacts:
 class InviteFacts:
     expires_at: int
     withdrawn: bool = False
+    max_uses: int | None = None
+    uses: int = 0  # allowed joins with it, counted in judging order
 
 
 class KnownState(Protocol):
@@ -152,6 +154,8 @@ def check_authority(record: Record, state: KnownState) -> Decision:
             return _denied("the invite was withdrawn")
         if record.created_at >= invite.expires_at:
             return _denied("the invite had expired")
+        if invite.max_uses is not None and invite.uses >= invite.max_uses:
+            return _denied("the invite had been used up")
     if kind in _MEMBER_KINDS and not state.is_member(community_id, author):
         return _pending(author, "the author's join has not arrived")
     return ALLOWED
@@ -211,6 +215,9 @@ class Facts:
                 roles.discard(fields["role"])
         elif kind == "join":
             self.members.add((community_id, record.author))
+            pair = (community_id, fields["invite_key"])
+            used = self.invites[pair]
+            self.invites[pair] = replace(used, uses=used.uses + 1)
         elif kind == "leave":
             self.members.discard((community_id, record.author))
         elif kind == "moderation" and fields["action"] in ("ban", "unban"):
@@ -221,11 +228,11 @@ class Facts:
                 self.banned.discard(pair)
         elif kind == "invite":
             pair = (community_id, fields["invite_key"])
-            self.invites[pair] = InviteFacts(fields["expires_at"])
+            self.invites[pair] = InviteFacts(fields["expires_at"], max_uses=fields.get("max_uses"))
             self.invite_records[record.id] = pair
         elif kind == "delete" and fields["target"] in self.invite_records:
             pair = self.invite_records[fields["target"]]
-            self.invites[pair] = InviteFacts(self.invites[pair].expires_at, withdrawn=True)
+            self.invites[pair] = replace(self.invites[pair], withdrawn=True)
 
 
 def fold(records: Iterable[Record]) -> tuple[Facts, dict[bytes, Decision]]:

@@ -1,0 +1,509 @@
+"""One member's encrypted store: a SQLCipher database in a data directory, the identity
+inside it, the ingest pipeline and the queries the screens need (docs/storage.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import sqlcipher3
+
+from kithnet.core.envelope import Record, decode, sign_record
+from kithnet.core.errors import RecordError
+from kithnet.core.validation import validate
+from kithnet.crypto.identity import Identity
+from kithnet.crypto.kdf import KdfParams
+from kithnet.localstore import views
+from kithnet.localstore.errors import (
+    DiskFull,
+    StoreDamaged,
+    StoreError,
+    StoreExists,
+    StoreMissing,
+    WrongPassphrase,
+)
+from kithnet.localstore.files import (
+    HEADER_NAME,
+    DataDirLock,
+    Header,
+    derive_keys,
+    fsync_file,
+    read_header,
+    write_header,
+)
+from kithnet.localstore.judge import Judge, target_of
+
+APP_NAME = "Kithnet"
+DATABASE_PREFIX = "store-"
+
+
+def default_data_dir() -> Path:
+    """Where a member's store lives unless --data-dir says otherwise."""
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one envelope of a batch.
+
+    status: "stored" (in effect), "pending" (kept; takes effect when what it waits for
+    arrives), "duplicate" (already held) or "rejected" (with a reason code; records
+    refused by authority are kept, since an earlier-dated record may still change that).
+    """
+
+    status: str
+    record_id: bytes | None
+    reason: str = ""
+    message: str = ""
+
+
+def _schema_files() -> list[tuple[int, str]]:
+    folder = resources.files("kithnet.localstore").joinpath("schema")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+SCHEMA_VERSION = _schema_files()[-1][0]
+
+
+def _is_full(exc: BaseException) -> bool:
+    return "full" in str(exc).lower()
+
+
+def _connect(path: Path, key: bytes, data_dir: Path) -> Any:
+    db = sqlcipher3.connect(str(path), isolation_level=None)
+    try:
+        db.execute("PRAGMA cipher_log_level = NONE")
+        db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        # Temporary tables and sort spills stay in memory: a temp file would be plaintext.
+        db.execute("PRAGMA temp_store = MEMORY")
+        db.execute("PRAGMA cache_size = -65536")  # 64 MiB of decrypted pages
+        db.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        db.execute("PRAGMA journal_mode = WAL").fetchone()
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = OFF")
+    except sqlcipher3.DatabaseError as exc:
+        db.close()
+        raise StoreDamaged(
+            f"the database in {data_dir} cannot be read although the passphrase is right "
+            f"({exc}); restore it from a backup"
+        ) from exc
+    return db
+
+
+def _migrate(db: Any, data_dir: Path, *, write: bool) -> None:
+    if write:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions ("
+            " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT"
+        )
+    row = db.execute("SELECT max(version) FROM schema_versions").fetchone()
+    current = row[0] or 0
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store in {data_dir} was written by a newer Kithnet (schema {current}, "
+            f"this one knows {SCHEMA_VERSION}); update Kithnet to open it"
+        )
+    if not write:
+        return
+    for version, script in _schema_files():
+        if version > current:
+            db.executescript(
+                f"BEGIN;\n{script}\n"
+                f"INSERT INTO schema_versions VALUES ({version}, {now_ms()});\nCOMMIT;"
+            )
+
+
+def _remove_strays(data_dir: Path, keep: str | None) -> None:
+    """Delete database files an interrupted create or passphrase change left behind."""
+    for path in data_dir.glob(DATABASE_PREFIX + "*"):
+        if keep is None or not path.name.startswith(keep):
+            path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (data_dir / (HEADER_NAME + ".tmp")).unlink()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBatch:
+    """Envelopes decoded, verified and validated, with the refused ones' outcomes."""
+
+    outcomes: list[Outcome | None]
+    records: list[tuple[int, Record]]
+    refused: Counter[str]
+
+
+def check_batch(envelopes: Iterable[bytes], *, now: int) -> CheckedBatch:
+    outcomes: list[Outcome | None] = []
+    records: list[tuple[int, Record]] = []
+    refused: Counter[str] = Counter()
+    for index, data in enumerate(envelopes):
+        try:
+            record = decode(data)
+            validate(record, now)
+        except RecordError as exc:
+            refused[exc.reason] += 1
+            outcomes.append(Outcome("rejected", None, exc.reason, str(exc)))
+            continue
+        outcomes.append(None)
+        records.append((index, record))
+    return CheckedBatch(outcomes, records, refused)
+
+
+class Store:
+    """A member's open store. Open it with `create` or `open`; close it when done."""
+
+    def __init__(
+        self, data_dir: Path, db: Any, header: Header, lock: DataDirLock, readonly: bool
+    ) -> None:
+        self.data_dir = data_dir
+        self.db = db
+        self.header = header
+        self._lock = lock
+        self.readonly = readonly
+        row = db.execute("SELECT seed FROM identity").fetchone()
+        if row is None:
+            raise StoreDamaged(f"the store in {data_dir} holds no identity")
+        self.identity = Identity.from_seed(row[0])
+        self._judge = Judge(db)
+
+    # Opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        data_dir: Path | str,
+        passphrase: str,
+        *,
+        name: str | None = None,
+        identity: Identity | None = None,
+        kdf: KdfParams | None = None,
+    ) -> Store:
+        """Create a store with a new identity (or `identity`) and, given a name, its
+        first profile record."""
+        if not passphrase:
+            raise StoreError("a store needs a passphrase; an empty one protects nothing")
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = DataDirLock(data_dir, exclusive=True)
+        lock.acquire()
+        try:
+            if (data_dir / HEADER_NAME).exists():
+                raise StoreExists(
+                    f"{data_dir} already holds a Kithnet store; open it, or choose another "
+                    "--data-dir"
+                )
+            _remove_strays(data_dir, keep=None)
+            kdf = kdf or KdfParams.new()
+            key, check = derive_keys(passphrase, kdf)
+            header = Header(kdf, f"{DATABASE_PREFIX}{secrets.token_hex(6)}.db", check)
+            db = _connect(data_dir / header.database, key, data_dir)
+            _migrate(db, data_dir, write=True)
+            identity = identity or Identity.generate()
+            db.execute(
+                "INSERT INTO identity VALUES (1, ?, ?, ?)",
+                (identity.seed, identity.public_key, now_ms()),
+            )
+            store = cls(data_dir, db, header, lock, readonly=False)
+            if name is not None:
+                store.publish({"kind": "profile", "name": name})
+            # The header is written last: until it exists, there is no store here.
+            write_header(data_dir, header)
+        except BaseException:
+            lock.release()
+            raise
+        return store
+
+    @classmethod
+    def open(cls, data_dir: Path | str, passphrase: str, *, readonly: bool = False) -> Store:
+        """Open an existing store; a second writer, or a reader while a writer has it,
+        gets StoreLocked. A wrong passphrase changes nothing."""
+        data_dir = Path(data_dir)
+        if not (data_dir / HEADER_NAME).exists():
+            read_header(data_dir)  # raises StoreMissing with the message
+        lock = DataDirLock(data_dir, exclusive=not readonly)
+        lock.acquire()
+        try:
+            header = read_header(data_dir)
+            key, check = derive_keys(passphrase, header.kdf)
+            if not hmac.compare_digest(check, header.check):
+                raise WrongPassphrase(f"wrong passphrase for {data_dir}")
+            path = data_dir / header.database
+            if not path.exists():
+                raise StoreDamaged(
+                    f"the database file {path} is missing; restore the store from a backup"
+                )
+            if not readonly:
+                _remove_strays(data_dir, keep=header.database)
+            db = _connect(path, key, data_dir)
+            _migrate(db, data_dir, write=not readonly)
+            return cls(data_dir, db, header, lock, readonly)
+        except BaseException:
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        self._lock.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self.readonly:
+            raise StoreError("this store was opened read-only")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlcipher3.OperationalError as exc:
+            raise StoreError(f"the store in {self.data_dir} is busy: {exc}") from exc
+        try:
+            yield
+        except BaseException as exc:
+            self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlcipher3.OperationalError) and _is_full(exc):
+                raise DiskFull(
+                    f"the disk holding {self.data_dir} is full; nothing of this batch was "
+                    "stored and everything stored before is intact. Free some space and "
+                    "try again"
+                ) from exc
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlcipher3.OperationalError as exc:
+            self.db.execute("ROLLBACK")
+            if _is_full(exc):
+                raise DiskFull(
+                    f"the disk holding {self.data_dir} is full; nothing of this batch was "
+                    "stored. Free some space and try again"
+                ) from exc
+            raise
+
+    # Ingest --------------------------------------------------------------------------
+
+    def ingest(self, envelopes: Iterable[bytes], *, now: int | None = None) -> list[Outcome]:
+        """Take in a batch of envelopes (from peers or from this member) in one
+        transaction and say for each what became of it."""
+        now = now_ms() if now is None else now
+        return self.ingest_checked(check_batch(envelopes, now=now), now=now)
+
+    def check_batch(self, envelopes: Iterable[bytes], *, now: int | None = None) -> CheckedBatch:
+        """The first half of `ingest`, which needs no database: safe to run on another
+        thread while this one stores the previous batch."""
+        return check_batch(envelopes, now=now_ms() if now is None else now)
+
+    def ingest_checked(self, batch: CheckedBatch, *, now: int | None = None) -> list[Outcome]:
+        """The second half of `ingest`: store a checked batch in one transaction."""
+        now = now_ms() if now is None else now
+        outcomes = list(batch.outcomes)
+        refused = Counter(batch.refused)
+        fresh = batch.records
+        with self._transaction():
+            held = self._held([record.id for _, record in fresh])
+            new: list[tuple[int, Record]] = []
+            for index, record in fresh:
+                if record.id in held:
+                    outcomes[index] = Outcome("duplicate", record.id)
+                    continue
+                held.add(record.id)
+                new.append((index, record))
+            self._judge.judge_new(
+                [record for _, record in new],
+                [
+                    (
+                        r.id,
+                        r.envelope,
+                        r.kind,
+                        r.author,
+                        r.community,
+                        r.created_at,
+                        now,
+                        target_of(r),
+                    )
+                    for _, r in new
+                ],
+            )
+            statuses = self._statuses([record.id for _, record in new])
+            for index, record in new:
+                status, reason = statuses[record.id]
+                if status == "allowed":
+                    outcomes[index] = Outcome("stored", record.id)
+                elif status == "pending":
+                    outcomes[index] = Outcome("pending", record.id, "pending", reason)
+                else:
+                    refused["not_authorised"] += 1
+                    outcomes[index] = Outcome("rejected", record.id, "not_authorised", reason)
+            self.db.executemany(
+                "INSERT INTO counters VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                [(f"refused.{reason}", count) for reason, count in refused.items()],
+            )
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _held(self, ids: Sequence[bytes]) -> set[bytes]:
+        return set(self._statuses(ids))
+
+    def _statuses(self, ids: Sequence[bytes]) -> dict[bytes, tuple[str, str]]:
+        found: dict[bytes, tuple[str, str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.execute(
+                f"SELECT id, status, reason FROM records WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            ).fetchall()
+            found.update((row[0], (row[1], row[2])) for row in rows)
+        return found
+
+    def publish(self, fields: Mapping[str, Any], *, now: int | None = None) -> Record:
+        """Sign a record as this member and store it; when this returns, the record is
+        on disk (synchronous commit) and will survive a crash or power loss."""
+        now = now_ms() if now is None else now
+        body = dict(fields)
+        body.setdefault("created_at", now)
+        record = sign_record(self.identity, body)
+        validate(record, now)
+        [outcome] = self.ingest([record.envelope], now=now)
+        if outcome.status == "rejected":
+            raise StoreError(f"this {record.kind} cannot be posted: {outcome.message}")
+        return record
+
+    # Passphrase ----------------------------------------------------------------------
+
+    def change_passphrase(self, new_passphrase: str, *, kdf: KdfParams | None = None) -> None:
+        """Re-encrypt the database under a key from `new_passphrase`.
+
+        The database is copied into a new file under the new key, which is made
+        durable; then the header is replaced atomically (the commit point); then the
+        old file is deleted. Interrupted anywhere, the old or the new passphrase opens
+        the store, never neither.
+        """
+        if not new_passphrase:
+            raise StoreError("a store needs a passphrase; an empty one protects nothing")
+        if self.readonly:
+            raise StoreError("this store was opened read-only")
+        kdf = kdf or KdfParams.new(self.header.kdf.opslimit, self.header.kdf.memlimit)
+        key, check = derive_keys(new_passphrase, kdf)
+        header = Header(kdf, f"{DATABASE_PREFIX}{secrets.token_hex(6)}.db", check)
+        new_path = self.data_dir / header.database
+        old_path = self.data_dir / self.header.database
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            self.db.execute(
+                "ATTACH DATABASE ? AS rekeyed KEY ?", (str(new_path), f"x'{key.hex()}'")
+            )
+            self.db.execute("SELECT sqlcipher_export('rekeyed')")
+            self.db.execute("DETACH DATABASE rekeyed")
+        except sqlcipher3.OperationalError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                new_path.unlink()
+            if _is_full(exc):
+                raise DiskFull(
+                    f"the disk holding {self.data_dir} is full; the passphrase is unchanged"
+                ) from exc
+            raise
+        fsync_file(new_path)
+        write_header(self.data_dir, header)
+        self.db.close()
+        self.header = header
+        self.db = _connect(new_path, key, self.data_dir)
+        self._judge = Judge(self.db)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(old_path) + suffix)
+
+    # Queries -------------------------------------------------------------------------
+
+    def integrity_check(self) -> str:
+        result: str = self.db.execute("PRAGMA integrity_check").fetchone()[0]
+        return result
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+
+    def record_count(self) -> int:
+        count: int = self.db.execute("SELECT count(*) FROM records").fetchone()[0]
+        return count
+
+    def has_record(self, record_id: bytes) -> bool:
+        row = self.db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone()
+        return row is not None
+
+    def envelopes(self, *, batch: int = 1000) -> Iterator[list[bytes]]:
+        """Every record held, in arrival order, in batches (for backups and sync)."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT seq, envelope FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row[1] for row in rows]
+
+    def status_of(self, record_id: bytes) -> tuple[str, str] | None:
+        row = self.db.execute(
+            "SELECT status, reason FROM records WHERE id = ?", (record_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def profile(self, member: bytes | None = None) -> views.Profile:
+        return views.profile(self.db, member or self.identity.public_key)
+
+    def communities(self) -> list[views.Community]:
+        return views.communities(self.db, self.identity.public_key)
+
+    def feed(
+        self, community: bytes, *, before: views.Cursor | None = None, limit: int = 50
+    ) -> views.FeedPage:
+        return views.feed(self.db, community, before=before, limit=limit)
+
+    def thread(self, root: bytes) -> list[views.Post]:
+        return views.thread(self.db, root)
+
+    def search(
+        self, text: str, *, community: bytes | None = None, limit: int = 20
+    ) -> list[views.Post]:
+        return views.search_posts(self.db, text, community=community, limit=limit)
+
+    def search_profiles(self, text: str, *, limit: int = 20) -> list[views.Profile]:
+        return views.search_profiles(self.db, text, limit=limit)
+
+    def unread_counts(self) -> dict[bytes, int]:
+        return views.unread_counts(self.db, self.identity.public_key)
+
+    def mark_read(self, community: bytes) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO reads VALUES (?, (SELECT coalesce(max(seq), 0) FROM records))"
+                " ON CONFLICT (community) DO UPDATE SET read_seq = excluded.read_seq",
+                (community,),
+            )
+
+    def members(self, community: bytes) -> list[views.Member]:
+        return views.members(self.db, community)
+
+    def moderation_log(self, community: bytes) -> list[views.ModerationEntry]:
+        return views.moderation_log(self.db, community)

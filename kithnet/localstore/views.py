@@ -1,0 +1,331 @@
+"""The queries the screens need, over the derived tables, as plain dataclasses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kithnet.core.envelope import decode
+from kithnet.core.errors import RecordError
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a feed page ended: the next page starts strictly before it."""
+
+    created_at: int
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    id: bytes
+    community: bytes
+    author: bytes
+    author_name: str
+    type: str
+    text: str
+    tags: tuple[str, ...]
+    area: str
+    terms: str
+    reply_to: bytes | None
+    created_at: int
+    edited: bool
+    replies: int = 0
+    reactions: dict[str, int] = field(default_factory=dict)
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    posts: list[Post]
+    next: Cursor | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    id: bytes
+    author: bytes
+    author_name: str
+    subject: bytes
+    skill: str
+    text: str
+    relationship: str
+    community: bytes | None
+    community_name: str
+    created_at: int
+    revoked: bool
+    hidden: bool
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    member: bytes
+    name: str
+    bio: str
+    skills: tuple[str, ...]
+    services: tuple[str, ...]
+    references: list[Reference]
+    known: bool  # False when no profile record of the member has arrived
+
+
+@dataclass(frozen=True, slots=True)
+class Community:
+    id: bytes
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    visibility: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    member: bytes
+    name: str
+    roles: tuple[str, ...]
+    banned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationEntry:
+    id: bytes
+    moderator: bytes
+    moderator_name: str
+    action: str
+    target: bytes
+    reason: str
+    created_at: int
+
+
+_POST_COLUMNS = (
+    "p.id, p.community, p.author, coalesce(pr.name, ''), p.type, p.text, p.tags, p.area,"
+    " p.terms, p.reply_to, p.created_at, p.edit_at IS NOT NULL,"
+    " (SELECT count(*) FROM posts AS r WHERE r.reply_to = p.id AND r.deleted = 0"
+    "  AND r.removed = 0)"
+)
+_POST_FROM = "posts AS p LEFT JOIN profiles AS pr ON pr.member = p.author"
+_FEED_FROM = "posts AS p INDEXED BY posts_feed LEFT JOIN profiles AS pr ON pr.member = p.author"
+
+
+def _split(tags: str) -> tuple[str, ...]:
+    return tuple(tags.split()) if tags else ()
+
+
+def _reactions(db: Any, post_id: bytes) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT emoji, count(*) FROM reactions AS x WHERE target = ? AND deleted = 0"
+        " AND NOT EXISTS (SELECT 1 FROM removed WHERE record_id = x.id)"
+        " GROUP BY emoji ORDER BY count(*) DESC, emoji",
+        (post_id,),
+    ).fetchall()
+    return dict(rows)
+
+
+def _post(db: Any, row: Any, depth: int = 0) -> Post:
+    return Post(
+        id=row[0],
+        community=row[1],
+        author=row[2],
+        author_name=row[3],
+        type=row[4],
+        text=row[5],
+        tags=_split(row[6]),
+        area=row[7],
+        terms=row[8],
+        reply_to=row[9],
+        created_at=row[10],
+        edited=bool(row[11]),
+        replies=row[12],
+        reactions=_reactions(db, row[0]),
+        depth=depth,
+    )
+
+
+def feed(db: Any, community: bytes, *, before: Cursor | None, limit: int) -> FeedPage:
+    """A page of a community's top-level posts, newest first (keyset pagination)."""
+    if before is None:
+        rows = db.execute(
+            f"SELECT {_POST_COLUMNS} FROM {_FEED_FROM}"  # noqa: S608
+            " WHERE p.community = ? AND p.reply_to IS NULL AND p.deleted = 0"
+            " AND p.removed = 0 ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
+            (community, limit),
+        ).fetchall()
+    else:
+        rows = db.execute(
+            f"SELECT {_POST_COLUMNS} FROM {_FEED_FROM}"  # noqa: S608
+            " WHERE p.community = ? AND p.reply_to IS NULL AND p.deleted = 0"
+            " AND p.removed = 0 AND (p.created_at, p.id) < (?, ?)"
+            " ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
+            (community, before.created_at, before.id, limit),
+        ).fetchall()
+    posts = [_post(db, row) for row in rows]
+    next_page = Cursor(posts[-1].created_at, posts[-1].id) if len(posts) == limit else None
+    return FeedPage(posts, next_page)
+
+
+def thread(db: Any, root: bytes) -> list[Post]:
+    """A post and every visible reply under it, depth first, oldest first at each level."""
+    row = db.execute(
+        f"SELECT {_POST_COLUMNS} FROM {_POST_FROM}"
+        " WHERE p.rowid = (SELECT seq FROM records WHERE id = ?)",  # noqa: S608
+        (root,),
+    ).fetchone()
+    if row is None:
+        return []
+    out = [_post(db, row)]
+    hidden = db.execute(
+        "SELECT deleted OR removed FROM posts WHERE rowid = (SELECT seq FROM records WHERE id = ?)",
+        (root,),
+    ).fetchone()
+    if hidden[0]:
+        out = []
+
+    def walk(parent: bytes, depth: int) -> None:
+        replies = db.execute(
+            f"SELECT {_POST_COLUMNS} FROM {_POST_FROM}"  # noqa: S608
+            " WHERE p.reply_to = ? AND p.deleted = 0 AND p.removed = 0"
+            " ORDER BY p.created_at, p.id",
+            (parent,),
+        ).fetchall()
+        for reply in replies:
+            out.append(_post(db, reply, depth))
+            if depth < 64:
+                walk(reply[0], depth + 1)
+
+    walk(root, 1)
+    return out
+
+
+def _fts_query(text: str) -> str | None:
+    """Each word of `text` as a quoted term; the last also matches as a prefix."""
+    words = re.findall(r"\w+", text)
+    if not words:
+        return None
+    terms = [f'"{word}"' for word in words]
+    terms[-1] += "*"
+    return " ".join(terms)
+
+
+def search_posts(db: Any, text: str, *, community: bytes | None, limit: int) -> list[Post]:
+    """Visible posts, questions and offers matching every word, best match first."""
+    query = _fts_query(text)
+    if query is None:
+        return []
+    where = "posts_fts MATCH ?"
+    args: list[Any] = [query]
+    if community is not None:
+        where += " AND p.community = ?"
+        args.append(community)
+    rows = db.execute(
+        f"SELECT {_POST_COLUMNS} FROM posts_fts AS f JOIN posts AS p ON p.rowid = f.rowid"  # noqa: S608
+        f" LEFT JOIN profiles AS pr ON pr.member = p.author WHERE {where}"
+        " ORDER BY f.rank LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [_post(db, row) for row in rows]
+
+
+def references_about(db: Any, member: bytes) -> list[Reference]:
+    rows = db.execute(
+        "SELECT r.id, r.author, coalesce(pr.name, ''), r.subject, r.skill, r.text,"
+        " r.relationship, r.community, coalesce(c.name, ''), r.created_at,"
+        " EXISTS (SELECT 1 FROM records AS x WHERE x.target = r.id"
+        "  AND x.kind = 'reference_revoke' AND x.status = 'allowed'),"
+        " EXISTS (SELECT 1 FROM records AS x WHERE x.target = r.id"
+        "  AND x.kind = 'reference_hide' AND x.status = 'allowed'),"
+        " rec.envelope"
+        " FROM refs AS r JOIN records AS rec ON rec.id = r.id"
+        " LEFT JOIN profiles AS pr ON pr.member = r.author"
+        " LEFT JOIN communities AS c ON c.id = r.community"
+        " WHERE r.subject = ? ORDER BY r.skill, r.created_at",
+        (member,),
+    ).fetchall()
+    out = []
+    for row in rows:
+        try:
+            verified = decode(row[12]).id == row[0]  # the signature, checked again now
+        except RecordError:
+            verified = False
+        out.append(Reference(*row[:10], bool(row[10]), bool(row[11]), verified))
+    return out
+
+
+def profile(db: Any, member: bytes) -> Profile:
+    row = db.execute(
+        "SELECT name, bio, skills, services FROM profiles WHERE member = ?", (member,)
+    ).fetchone()
+    references = references_about(db, member)
+    if row is None:
+        return Profile(member, "", "", (), (), references, known=False)
+    return Profile(member, row[0], row[1], _split(row[2]), _split(row[3]), references, True)
+
+
+def search_profiles(db: Any, text: str, *, limit: int) -> list[Profile]:
+    query = _fts_query(text)
+    if query is None:
+        return []
+    rows = db.execute(
+        "SELECT p.member FROM profiles_fts AS f JOIN profiles AS p ON p.rowid = f.rowid"
+        " WHERE profiles_fts MATCH ? ORDER BY f.rank LIMIT ?",
+        (query, limit),
+    ).fetchall()
+    return [profile(db, row[0]) for row in rows]
+
+
+def communities(db: Any, me: bytes) -> list[Community]:
+    """The communities this member belongs to, by name."""
+    rows = db.execute(
+        "SELECT c.id, c.name, c.description, c.tags, c.visibility,"
+        " (SELECT group_concat(role, ' ') FROM roles AS r WHERE r.community = c.id"
+        "  AND r.member = ?1)"
+        " FROM communities AS c WHERE EXISTS (SELECT 1 FROM members AS m"
+        "  WHERE m.community = c.id AND m.member = ?1 AND m.joined = 1)"
+        " OR EXISTS (SELECT 1 FROM roles AS r WHERE r.community = c.id AND r.member = ?1)"
+        " ORDER BY c.name COLLATE NOCASE, c.id",
+        (me,),
+    ).fetchall()
+    return [
+        Community(row[0], row[1], row[2], _split(row[3]), row[4], _split(row[5] or ""))
+        for row in rows
+    ]
+
+
+def unread_counts(db: Any, me: bytes) -> dict[bytes, int]:
+    """Visible posts by others that arrived since this member last read each community."""
+    rows = db.execute(
+        "SELECT c.id, (SELECT count(*) FROM posts AS p INDEXED BY posts_arrivals"
+        "  WHERE p.community = c.id AND p.deleted = 0 AND p.removed = 0"
+        "  AND p.rowid > coalesce((SELECT read_seq FROM reads WHERE community = c.id), 0)"
+        "  AND p.author != ?)"
+        " FROM communities AS c",
+        (me,),
+    ).fetchall()
+    return dict(rows)
+
+
+def members(db: Any, community: bytes) -> list[Member]:
+    rows = db.execute(
+        "SELECT m.member, coalesce(p.name, ''),"
+        " (SELECT group_concat(role, ' ') FROM roles AS r WHERE r.community = m.community"
+        "  AND r.member = m.member), m.banned"
+        " FROM members AS m LEFT JOIN profiles AS p ON p.member = m.member"
+        " WHERE m.community = ? AND (m.joined = 1 OR EXISTS (SELECT 1 FROM roles AS r"
+        "  WHERE r.community = m.community AND r.member = m.member))"
+        " ORDER BY coalesce(p.name, '') COLLATE NOCASE, m.member",
+        (community,),
+    ).fetchall()
+    return [Member(row[0], row[1], _split(row[2] or ""), bool(row[3])) for row in rows]
+
+
+def moderation_log(db: Any, community: bytes) -> list[ModerationEntry]:
+    rows = db.execute(
+        "SELECT l.id, l.moderator, coalesce(p.name, ''), l.action, l.target, l.reason,"
+        " l.created_at FROM moderation_log AS l"
+        " LEFT JOIN profiles AS p ON p.member = l.moderator"
+        " WHERE l.community = ? ORDER BY l.created_at DESC, l.id DESC",
+        (community,),
+    ).fetchall()
+    return [ModerationEntry(*row) for row in rows]
