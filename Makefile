@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: run test test-slow lint typecheck contracts unit bench vectors clean
+.PHONY: run test test-slow lint typecheck contracts unit bench bench-store vectors clean
 
 $(VENV)/bin/python:
 	@PYTHON=$(PYTHON) bash packaging/system-deps.sh
@@ -51,6 +51,11 @@ test-slow: $(DEV_STAMP)
 
 bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_records.py
+	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_ingest.py --threads 2
+
+bench-store: $(RUNTIME_STAMP)
+	$(BIN)/python bench/bench_store_queries.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -24,12 +24,12 @@ from nacl.pwhash import argon2id
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_records import make_fields  # noqa: E402
-from kithnet.core.envelope import SIGN_DOMAIN, Record, decode, sign_record  # noqa: E402
-from kithnet.crypto.identity import Identity  # noqa: E402
-from kithnet.crypto.invite import InviteCode  # noqa: E402
-from kithnet.crypto.kdf import KdfParams  # noqa: E402
-from kithnet.localstore.store import Store  # noqa: E402
+from bench.bench_records import make_fields
+from kithnet.core.envelope import SIGN_DOMAIN, Record, decode, sign_record
+from kithnet.crypto.identity import Identity
+from kithnet.crypto.invite import InviteCode
+from kithnet.crypto.kdf import KdfParams
+from kithnet.localstore.store import Store
 
 NOW_MS = 1_764_000_000_000
 LIMIT = 8_000

@@ -62,7 +62,7 @@ _SNAPSHOT = {
 def snapshot(store: Store) -> dict[str, Any]:
     db = store.db
     out: dict[str, Any] = {
-        table: sorted(db.execute(f"SELECT {columns} FROM {table}").fetchall())  # noqa: S608
+        table: sorted(db.execute(f"SELECT {columns} FROM {table}").fetchall())
         for table, columns in _SNAPSHOT.items()
     }
     out["posts_fts"] = sorted(

@@ -29,7 +29,6 @@ from kithnet.localstore.errors import (
     StoreDamaged,
     StoreError,
     StoreExists,
-    StoreMissing,
     WrongPassphrase,
 )
 from kithnet.localstore.files import (
@@ -201,6 +200,8 @@ class Store:
             raise StoreError("a store needs a passphrase; an empty one protects nothing")
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.name == "posix":
+            data_dir.chmod(0o700)  # only this user may list or open the store's files
         lock = DataDirLock(data_dir, exclusive=True)
         lock.acquire()
         try:
@@ -500,6 +501,13 @@ class Store:
                 "INSERT INTO reads VALUES (?, (SELECT coalesce(max(seq), 0) FROM records))"
                 " ON CONFLICT (community) DO UPDATE SET read_seq = excluded.read_seq",
                 (community,),
+            )
+
+    def mark_all_read(self) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO reads SELECT id,"
+                " (SELECT coalesce(max(seq), 0) FROM records) FROM communities"
             )
 
     def members(self, community: bytes) -> list[views.Member]:

@@ -169,8 +169,8 @@ def feed(db: Any, community: bytes, *, before: Cursor | None, limit: int) -> Fee
 def thread(db: Any, root: bytes) -> list[Post]:
     """A post and every visible reply under it, depth first, oldest first at each level."""
     row = db.execute(
-        f"SELECT {_POST_COLUMNS} FROM {_POST_FROM}"
-        " WHERE p.rowid = (SELECT seq FROM records WHERE id = ?)",  # noqa: S608
+        f"SELECT {_POST_COLUMNS} FROM {_POST_FROM}"  # noqa: S608
+        " WHERE p.rowid = (SELECT seq FROM records WHERE id = ?)",
         (root,),
     ).fetchone()
     if row is None:
@@ -249,7 +249,23 @@ def references_about(db: Any, member: bytes) -> list[Reference]:
             verified = decode(row[12]).id == row[0]  # the signature, checked again now
         except RecordError:
             verified = False
-        out.append(Reference(*row[:10], bool(row[10]), bool(row[11]), verified))
+        out.append(
+            Reference(
+                id=row[0],
+                author=row[1],
+                author_name=row[2],
+                subject=row[3],
+                skill=row[4],
+                text=row[5],
+                relationship=row[6],
+                community=row[7],
+                community_name=row[8],
+                created_at=row[9],
+                revoked=bool(row[10]),
+                hidden=bool(row[11]),
+                verified=verified,
+            )
+        )
     return out
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints figures and their ratio to the limit its issue names."""

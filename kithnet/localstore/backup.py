@@ -1,0 +1,244 @@
+"""Backups: one encrypted, authenticated file with the member's identity and every record
+they hold (docs/storage.md, "Backup file").
+
+The file is a short plaintext header (magic, version, KDF parameters and a passphrase
+check value) followed by a libsodium secretstream (XChaCha20-Poly1305) of msgpack
+chunks. The header is bound to the stream as associated data of its first chunk, and
+the last chunk carries the FINAL tag, so a changed header, a flipped bit, a reordered,
+dropped or truncated chunk is each detected. Restoring checks every chunk and every
+record signature and builds the new store beside its destination, moving it into
+place only when the whole file has been read: a bad backup writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgpack
+from nacl import bindings as sodium
+from nacl.exceptions import CryptoError as NaclCryptoError
+
+from kithnet.crypto.errors import BadKdfParams
+from kithnet.crypto.identity import Identity
+from kithnet.crypto.kdf import KdfParams
+from kithnet.localstore.errors import BackupError, StoreError, StoreExists, WrongPassphrase
+from kithnet.localstore.files import HEADER_NAME, derive_keys, fsync_dir
+from kithnet.localstore.store import Store
+
+MAGIC = b"KITHNET-BACKUP\n"
+VERSION = 1
+MAX_HEADER = 4096
+HEADER_SUM = 16
+MAX_CHUNK = 64 * 1024 * 1024
+RECORDS_PER_CHUNK = 1000
+_TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+_TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+_STREAM_HEADER = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+_ABYTES = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+
+
+def write_backup(store: Store, path: Path | str, passphrase: str) -> int:
+    """Write every record of `store` and its identity to `path`, encrypted under a key
+    from `passphrase`; returns the number of records. The file appears complete or not
+    at all."""
+    path = Path(path)
+    kdf = KdfParams.new(store.header.kdf.opslimit, store.header.kdf.memlimit)
+    key, check = derive_keys(passphrase, kdf)
+    header = json.dumps(
+        {"kdf": kdf.to_dict(), "check": check.hex(), "public_key": store.identity.public_key.hex()}
+    ).encode()
+    preamble = MAGIC + bytes([VERSION]) + struct.pack(">I", len(header)) + header + _sum(header)
+    state = sodium.crypto_secretstream_xchacha20poly1305_state()
+    stream_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key)
+    temp = path.with_name(path.name + ".partial")
+    count = 0
+    try:
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(preamble + stream_header)
+            _push(out, state, {"identity": store.identity.seed}, preamble, _TAG_MESSAGE)
+            for batch in store.envelopes(batch=RECORDS_PER_CHUNK):
+                _push(out, state, {"records": batch}, b"", _TAG_MESSAGE)
+                count += len(batch)
+            _push(out, state, {"end": count}, b"", _TAG_FINAL)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise StoreError(f"the backup could not be written to {path}: {exc.strerror}") from exc
+    return count
+
+
+def _sum(header: bytes) -> bytes:
+    """A checksum of the plaintext header, so that damage there is not taken for a
+    wrong passphrase."""
+    return hashlib.blake2b(header, digest_size=HEADER_SUM).digest()
+
+
+def _push(out: IO[bytes], state: Any, item: dict[str, Any], aad: bytes, tag: int) -> None:
+    chunk = sodium.crypto_secretstream_xchacha20poly1305_push(
+        state, msgpack.packb(item, use_bin_type=True), aad or None, tag
+    )
+    out.write(struct.pack(">I", len(chunk)) + chunk)
+
+
+class _Reader:
+    """Reads and authenticates a backup file chunk by chunk."""
+
+    def __init__(self, path: Path, passphrase: str) -> None:
+        self.path = path
+        self.file = path.open("rb")
+        try:
+            self.preamble, header = self._read_header()
+            try:
+                kdf = KdfParams.from_dict(header["kdf"])
+                expected = bytes.fromhex(header["check"])
+            except (KeyError, TypeError, ValueError, BadKdfParams) as exc:
+                raise self._damaged(f"its header is damaged ({exc})") from exc
+            key, check = derive_keys(passphrase, kdf)
+            if not hmac.compare_digest(check, expected):
+                raise WrongPassphrase(f"wrong passphrase for the backup {path}")
+            stream_header = self.file.read(_STREAM_HEADER)
+            if len(stream_header) != _STREAM_HEADER:
+                raise self._truncated()
+            self.state = sodium.crypto_secretstream_xchacha20poly1305_state()
+            sodium.crypto_secretstream_xchacha20poly1305_init_pull(self.state, stream_header, key)
+        except BaseException:
+            self.file.close()
+            raise
+        self.first = True
+
+    def _damaged(self, what: str) -> BackupError:
+        return BackupError(f"{self.path} is damaged: {what}; nothing was restored")
+
+    def _truncated(self) -> BackupError:
+        return BackupError(f"{self.path} is cut short (an interrupted copy?); nothing was restored")
+
+    def _read_header(self) -> tuple[bytes, dict[str, Any]]:
+        magic = self.file.read(len(MAGIC) + 1)
+        if magic[: len(MAGIC)] != MAGIC:
+            raise BackupError(f"{self.path} is not a Kithnet backup")
+        if len(magic) <= len(MAGIC):
+            raise self._truncated()
+        if magic[-1] != VERSION:
+            raise BackupError(
+                f"{self.path} was written by a newer Kithnet (backup format {magic[-1]}); "
+                "update Kithnet to restore it"
+            )
+        size_bytes = self.file.read(4)
+        if len(size_bytes) != 4:
+            raise self._truncated()
+        (size,) = struct.unpack(">I", size_bytes)
+        if size > MAX_HEADER:
+            raise self._damaged("its header is too long")
+        raw = self.file.read(size)
+        checksum = self.file.read(HEADER_SUM)
+        if len(checksum) != HEADER_SUM:
+            raise self._truncated()
+        if not hmac.compare_digest(checksum, _sum(raw)):
+            raise self._damaged("its header is damaged")
+        try:
+            header = json.loads(raw)
+        except ValueError as exc:
+            raise self._damaged("its header is not readable") from exc
+        if not isinstance(header, dict):
+            raise self._damaged("its header is not readable")
+        return magic + size_bytes + raw + checksum, header
+
+    def chunks(self) -> Iterator[dict[str, Any]]:
+        """Every chunk in order; raises BackupError unless the stream ends with FINAL."""
+        while True:
+            size_bytes = self.file.read(4)
+            if len(size_bytes) != 4:
+                raise self._truncated()
+            (size,) = struct.unpack(">I", size_bytes)
+            if size < _ABYTES or size > MAX_CHUNK:
+                raise self._damaged("a chunk has an impossible length")
+            chunk = self.file.read(size)
+            if len(chunk) != size:
+                raise self._truncated()
+            aad = self.preamble if self.first else None
+            self.first = False
+            try:
+                plain, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(
+                    self.state, chunk, aad
+                )
+            except NaclCryptoError as exc:
+                raise self._damaged("a chunk fails authentication") from exc
+            try:
+                item = msgpack.unpackb(plain, raw=False)
+            except (ValueError, msgpack.UnpackException) as exc:
+                raise self._damaged("a chunk is not readable") from exc
+            if not isinstance(item, dict):
+                raise self._damaged("a chunk is not readable")
+            yield item
+            if tag == _TAG_FINAL:
+                if self.file.read(1):
+                    raise self._damaged("there are bytes after its end")
+                return
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def restore_backup(
+    path: Path | str, passphrase: str, data_dir: Path | str, *, kdf: KdfParams | None = None
+) -> Store:
+    """Rebuild a store in `data_dir` (which must not hold one) from a backup; the new
+    store is unlocked by the same passphrase. Returns the open store."""
+    path = Path(path)
+    data_dir = Path(data_dir)
+    if (data_dir / HEADER_NAME).exists():
+        raise StoreExists(f"{data_dir} already holds a Kithnet store; restore into a new folder")
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise StoreExists(f"{data_dir} is not empty; restore into a new folder")
+    try:
+        reader = _Reader(path, passphrase)
+    except FileNotFoundError:
+        raise BackupError(f"there is no file {path}") from None
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restoring-", dir=data_dir.parent))
+    store: Store | None = None
+    try:
+        chunks = reader.chunks()
+        first = next(chunks)
+        seed = first.get("identity")
+        if not isinstance(seed, bytes) or len(seed) != 32:
+            raise reader._damaged("it holds no identity")
+        store = Store.create(building, passphrase, identity=Identity.from_seed(seed), kdf=kdf)
+        count = 0
+        for item in chunks:
+            if "records" in item and isinstance(item["records"], list):
+                envelopes = [e for e in item["records"] if isinstance(e, bytes)]
+                store.ingest(envelopes)
+                count += len(envelopes)
+            elif item.get("end") != count:
+                raise reader._damaged("its record count does not match")
+        store.mark_all_read()  # a restored history is not news
+        store.close()
+        store = None
+        if data_dir.exists():
+            data_dir.rmdir()
+        os.replace(building, data_dir)
+        fsync_dir(data_dir.parent)
+    except BaseException:
+        if store is not None:
+            store.close()
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    finally:
+        reader.close()
+    return Store.open(data_dir, passphrase)

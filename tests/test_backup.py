@@ -1,0 +1,132 @@
+"""Backups: one encrypted file restores a working store; a damaged, cut-short or
+wrongly unlocked backup is refused with a clear error and writes nothing."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kithnet.localstore.backup import restore_backup, write_backup
+from kithnet.localstore.errors import BackupError, StoreExists, WrongPassphrase
+from kithnet.localstore.store import Store
+from tests.histories import RICH_HISTORY
+from tests.strategies import NOW_MS
+from tests.test_store_ingest import FAST_KDF, ME, new_store, snapshot
+
+PASSPHRASE = "correct horse"
+
+
+@pytest.fixture
+def full_store(tmp_path: Path) -> Iterator[Store]:
+    store = new_store(tmp_path)
+    store.ingest([r.envelope for r in RICH_HISTORY], now=NOW_MS)
+    genesis = store.publish({"kind": "community", "name": "Mine", "visibility": "public"})
+    store.publish({"kind": "post", "community": genesis.id, "type": "post", "text": "my own"})
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def backup_file(full_store: Store, tmp_path: Path) -> Path:
+    path = tmp_path / "me.kithnet-backup"
+    count = write_backup(full_store, path, PASSPHRASE)
+    assert count == full_store.record_count() == len(RICH_HISTORY) + 2
+    return path
+
+
+def nothing_written(folder: Path) -> bool:
+    """Neither the destination nor a half-built store beside it exists."""
+    return not folder.exists() and not list(folder.parent.glob(f".{folder.name}.restoring-*"))
+
+
+def test_a_backup_restores_the_same_identity_records_and_views(
+    full_store: Store, backup_file: Path, tmp_path: Path
+) -> None:
+    restored = restore_backup(backup_file, PASSPHRASE, tmp_path / "new", kdf=FAST_KDF)
+    try:
+        assert restored.identity.public_key == ME.public_key
+        assert restored.identity.seed == full_store.identity.seed
+        assert snapshot(restored) == snapshot(full_store)
+        assert [c.name for c in restored.communities()] == [
+            c.name for c in full_store.communities()
+        ]
+        assert set(restored.unread_counts().values()) == {0}  # a restored history is not news
+    finally:
+        restored.close()
+    # The new store opens with the same passphrase, like any other.
+    Store.open(tmp_path / "new", PASSPHRASE).close()
+
+
+def test_the_backup_file_holds_no_plaintext(full_store: Store, backup_file: Path) -> None:
+    data = backup_file.read_bytes()
+    assert full_store.identity.seed not in data
+    assert b"my own" not in data
+    assert b"Loft, wall" not in data
+    assert backup_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+
+
+def test_a_wrong_passphrase_is_named_and_writes_nothing(backup_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(WrongPassphrase, match="wrong passphrase for the backup"):
+        restore_backup(backup_file, "battery staple", tmp_path / "new", kdf=FAST_KDF)
+    assert nothing_written(tmp_path / "new")
+
+
+def test_a_cut_short_backup_is_refused_and_writes_nothing(
+    backup_file: Path, tmp_path: Path
+) -> None:
+    data = backup_file.read_bytes()
+    rng = random.Random(3)
+    cuts = {0, 5, 16, 20, 40, len(data) - 1, len(data) - 17}
+    cuts |= {rng.randrange(len(data)) for _ in range(12)}
+    for cut in sorted(cuts):
+        damaged = tmp_path / f"cut-{cut}"
+        damaged.write_bytes(data[:cut])
+        target = tmp_path / f"restored-{cut}"
+        with pytest.raises(BackupError) as refused:
+            restore_backup(damaged, PASSPHRASE, target, kdf=FAST_KDF)
+        assert "nothing was restored" in str(refused.value) or "not a Kithnet backup" in str(
+            refused.value
+        )
+        assert nothing_written(target), cut
+
+
+def test_a_damaged_backup_is_refused_and_writes_nothing(backup_file: Path, tmp_path: Path) -> None:
+    data = backup_file.read_bytes()
+    rng = random.Random(5)
+    positions = sorted({rng.randrange(len(data)) for _ in range(25)} | {len(data) - 1})
+    for position in positions:
+        damaged = tmp_path / f"flip-{position}"
+        changed = bytearray(data)
+        changed[position] ^= 1 << rng.randrange(8)
+        damaged.write_bytes(bytes(changed))
+        target = tmp_path / f"restored-{position}"
+        with pytest.raises(BackupError):
+            restore_backup(damaged, PASSPHRASE, target, kdf=FAST_KDF)
+        assert nothing_written(target), position
+
+
+def test_appended_bytes_and_other_files_are_refused(backup_file: Path, tmp_path: Path) -> None:
+    longer = tmp_path / "longer"
+    longer.write_bytes(backup_file.read_bytes() + b"\x00")
+    with pytest.raises(BackupError, match="after its end"):
+        restore_backup(longer, PASSPHRASE, tmp_path / "a", kdf=FAST_KDF)
+    other = tmp_path / "photo.jpg"
+    other.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    with pytest.raises(BackupError, match="not a Kithnet backup"):
+        restore_backup(other, PASSPHRASE, tmp_path / "b", kdf=FAST_KDF)
+    with pytest.raises(BackupError, match="there is no file"):
+        restore_backup(tmp_path / "missing", PASSPHRASE, tmp_path / "c", kdf=FAST_KDF)
+    assert nothing_written(tmp_path / "a")
+    assert nothing_written(tmp_path / "b")
+
+
+def test_restore_never_overwrites_a_store(
+    full_store: Store, backup_file: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(StoreExists, match="already holds a Kithnet store"):
+        restore_backup(backup_file, PASSPHRASE, full_store.data_dir, kdf=FAST_KDF)
+    assert full_store.integrity_check() == "ok"
+    assert full_store.record_count() == len(RICH_HISTORY) + 2
