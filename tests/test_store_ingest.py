@@ -17,6 +17,7 @@ from nacl.pwhash import argon2id
 
 from kithnet.core.authority import fold
 from kithnet.core.envelope import Record, sign_record
+from kithnet.core.errors import REASONS
 from kithnet.crypto.identity import Identity
 from kithnet.crypto.kdf import KdfParams
 from kithnet.localstore.store import Store
@@ -278,3 +279,62 @@ def test_unread_counts_follow_arrivals_and_reads(store: Store) -> None:
     assert store.unread_counts() == {genesis.id: 0}
     store.ingest([p.envelope for p in posts[3:]], now=NOW_MS)
     assert store.unread_counts() == {genesis.id: 2}
+
+
+def test_a_flood_of_waiting_records_is_bounded(store: Store) -> None:
+    """Records that wait for a genesis nobody sends cannot fill the disk."""
+    store.max_pending = 5
+    orphans = [
+        sign_record(
+            CAROL,
+            {
+                "kind": "post",
+                "community": bytes([7]) * 32,
+                "type": "post",
+                "text": f"waiting {i}",
+                "created_at": NOW_MS + i,
+            },
+        )
+        for i in range(8)
+    ]
+    outcomes = store.ingest([r.envelope for r in orphans], now=NOW_MS)
+    assert [o.status for o in outcomes] == ["pending"] * 5 + ["rejected"] * 3
+    assert {o.reason for o in outcomes[5:]} == {"pending_full"}
+    assert store.record_count() == 5
+    assert store.counters() == {"refused.pending_full": 3}
+    # A record that takes effect at once is still taken.
+    assert store.publish({"kind": "profile", "name": "Me"}).id
+    assert store.profile().name == "Me"
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.sampled_from([r.envelope for r in RICH_HISTORY]).map(
+                lambda e: e[:-3] + b"\x00\x00\x00"
+            ),
+            st.sampled_from([r.envelope for r in RICH_HISTORY]).map(lambda e: e[: len(e) // 2]),
+        ),
+        max_size=8,
+    )
+)
+def test_malformed_bytes_from_peers_are_dropped_and_counted(
+    filled: tuple[Store, dict[str, Any]], junk: list[bytes]
+) -> None:
+    store, before = filled
+    outcomes = store.ingest(junk, now=NOW_MS)
+    assert [o.status for o in outcomes] == ["rejected"] * len(junk)
+    assert all(o.reason in REASONS and o.message for o in outcomes)
+    assert snapshot(store) == before  # nothing stored is lost or changed
+    assert store.integrity_check() == "ok"
+
+
+@pytest.fixture(scope="module")
+def filled() -> Iterator[tuple[Store, dict[str, Any]]]:
+    with tempfile.TemporaryDirectory() as folder:
+        store = new_store(Path(folder))
+        store.ingest([r.envelope for r in RICH_HISTORY], now=NOW_MS)
+        yield store, snapshot(store)
+        store.close()

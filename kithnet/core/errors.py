@@ -53,4 +53,5 @@ REASONS = (
     "bad_proof",
     "not_authorised",
     "pending",
+    "pending_full",
 )

@@ -73,8 +73,13 @@ def _tags(fields: Any, name: str = "tags") -> str:
 class Judge:
     """Authority's KnownState over the store's tables, and the judging loop."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, max_pending: int) -> None:
         self.db = db
+        # A bound on records kept while they wait for something: beyond it a new
+        # record that would wait is refused (not stored) as "pending_full".
+        self.max_pending = max_pending
+        self.dropped: set[bytes] = set()
+        self._pending_count = 0
         # Caches that live for one judge_new call (a transaction that may roll back).
         self._communities: dict[bytes, CommunityFacts | None] = {}
         self._member_facts: dict[tuple[bytes, bytes], tuple[bool, bool, frozenset[str]]] = {}
@@ -155,12 +160,11 @@ class Judge:
         """Judge and store new records. `rows` are their `records` rows without the
         status columns; a record is inserted when judged, with its status."""
         self._reset()
-        self._any_pending = (
-            self.db.execute(
-                "SELECT 1 FROM records WHERE status = 'pending' AND reason != 'unjudged' LIMIT 1"
-            ).fetchone()
-            is not None
-        )
+        self.dropped = set()
+        self._pending_count = self.db.execute(
+            "SELECT count(*) FROM records WHERE status = 'pending'"
+        ).fetchone()[0]
+        self._any_pending = self._pending_count > 0
         self._unstored = {record.id: row for record, row in zip(records, rows, strict=True)}
         groups: dict[bytes | None, list[Record]] = defaultdict(list)
         for record in records:
@@ -303,9 +307,13 @@ class Judge:
         return seq
 
     def _set_status(self, record: Record, decision: Decision) -> None:
-        if decision.verdict is Verdict.PENDING:
-            self._any_pending = True
         row = self._unstored.pop(record.id, None)
+        if decision.verdict is Verdict.PENDING:
+            if row is not None and self._pending_count >= self.max_pending:
+                self.dropped.add(record.id)
+                return
+            self._any_pending = True
+            self._pending_count += 1
         if row is not None:
             self._last_insert = (
                 record.id,

@@ -44,6 +44,8 @@ from kithnet.localstore.judge import Judge, target_of
 
 APP_NAME = "Kithnet"
 DATABASE_PREFIX = "store-"
+# Records kept while they wait for a dependency (about 40 MB of envelopes at most).
+MAX_PENDING = 100_000
 
 
 def default_data_dir() -> Path:
@@ -180,7 +182,8 @@ class Store:
         if row is None:
             raise StoreDamaged(f"the store in {data_dir} holds no identity")
         self.identity = Identity.from_seed(row[0])
-        self._judge = Judge(db)
+        self.max_pending = MAX_PENDING
+        self._judge = Judge(db, MAX_PENDING)
 
     # Opening and closing -------------------------------------------------------------
 
@@ -320,6 +323,7 @@ class Store:
         outcomes = list(batch.outcomes)
         refused = Counter(batch.refused)
         fresh = batch.records
+        self._judge.max_pending = self.max_pending
         with self._transaction():
             held = self._held([record.id for _, record in fresh])
             new: list[tuple[int, Record]] = []
@@ -347,6 +351,16 @@ class Store:
             )
             statuses = self._statuses([record.id for _, record in new])
             for index, record in new:
+                if record.id in self._judge.dropped:
+                    refused["pending_full"] += 1
+                    outcomes[index] = Outcome(
+                        "rejected",
+                        record.id,
+                        "pending_full",
+                        "too many records are waiting for what they depend on; "
+                        "this one was not kept",
+                    )
+                    continue
                 status, reason = statuses[record.id]
                 if status == "allowed":
                     outcomes[index] = Outcome("stored", record.id)
@@ -429,7 +443,7 @@ class Store:
         self.db.close()
         self.header = header
         self.db = _connect(new_path, key, self.data_dir)
-        self._judge = Judge(self.db)
+        self._judge = Judge(self.db, self.max_pending)
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(str(old_path) + suffix)
