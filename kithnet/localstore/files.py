@@ -131,12 +131,16 @@ class DataDirLock:
                 f"{self.path.parent} is in use by another Kithnet process{who}; "
                 "close that one first, or use another --data-dir"
             ) from None
-        if self.exclusive:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()).encode())
-            handle.flush()
         self._handle = handle
+
+    def announce(self) -> None:
+        """Write this process's id into the lock file (once the store is open), so that a
+        second process can say who holds it."""
+        if self.exclusive and self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate()
+            self._handle.write(str(os.getpid()).encode())
+            self._handle.flush()
 
     def release(self) -> None:
         if self._handle is not None:

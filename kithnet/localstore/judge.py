@@ -90,7 +90,12 @@ class Judge:
         self._last_insert: tuple[bytes, int] = (b"", 0)
         self._any_pending = True
 
+    def forget(self) -> None:
+        """Drop everything cached or queued: the transaction it belonged to failed."""
+        self._reset()
+
     def _reset(self) -> None:
+        self._fts_ops.clear()
         self._communities.clear()
         self._member_facts.clear()
         self._removed.clear()

@@ -229,6 +229,7 @@ class Store:
                 store.publish({"kind": "profile", "name": name})
             # The header is written last: until it exists, there is no store here.
             write_header(data_dir, header)
+            lock.announce()
         except BaseException:
             lock.release()
             raise
@@ -256,8 +257,19 @@ class Store:
             if not readonly:
                 _remove_strays(data_dir, keep=header.database)
             db = _connect(path, key, data_dir)
-            _migrate(db, data_dir, write=not readonly)
-            return cls(data_dir, db, header, lock, readonly)
+            try:
+                _migrate(db, data_dir, write=not readonly)
+                store = cls(data_dir, db, header, lock, readonly)
+            except sqlcipher3.DatabaseError as exc:
+                db.close()
+                raise StoreDamaged(
+                    f"the database in {data_dir} is damaged ({exc}); restore it from a backup"
+                ) from exc
+            except BaseException:
+                db.close()
+                raise
+            lock.announce()
+            return store
         except BaseException:
             lock.release()
             raise
@@ -285,7 +297,7 @@ class Store:
         try:
             yield
         except BaseException as exc:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             if isinstance(exc, sqlcipher3.OperationalError) and _is_full(exc):
                 raise DiskFull(
                     f"the disk holding {self.data_dir} is full; nothing of this batch was "
@@ -296,13 +308,20 @@ class Store:
         try:
             self.db.execute("COMMIT")
         except sqlcipher3.OperationalError as exc:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             if _is_full(exc):
                 raise DiskFull(
                     f"the disk holding {self.data_dir} is full; nothing of this batch was "
                     "stored. Free some space and try again"
                 ) from exc
             raise
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back (it does on SQLITE_FULL); the judge's
+        # caches and queued index changes belong to the batch that failed.
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self._judge.forget()
 
     # Ingest --------------------------------------------------------------------------
 
@@ -431,8 +450,11 @@ class Store:
             self.db.execute("SELECT sqlcipher_export('rekeyed')")
             self.db.execute("DETACH DATABASE rekeyed")
         except sqlcipher3.OperationalError as exc:
-            with contextlib.suppress(FileNotFoundError):
-                new_path.unlink()
+            with contextlib.suppress(sqlcipher3.OperationalError):
+                self.db.execute("DETACH DATABASE rekeyed")
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(new_path) + suffix)
             if _is_full(exc):
                 raise DiskFull(
                     f"the disk holding {self.data_dir} is full; the passphrase is unchanged"
@@ -451,8 +473,13 @@ class Store:
     # Queries -------------------------------------------------------------------------
 
     def integrity_check(self) -> str:
-        result: str = self.db.execute("PRAGMA integrity_check").fetchone()[0]
-        return result
+        """SQLite's integrity check: "ok", or what is wrong (damage it cannot even read
+        is reported, not raised)."""
+        try:
+            rows = self.db.execute("PRAGMA integrity_check").fetchall()
+        except sqlcipher3.DatabaseError as exc:
+            return f"damaged: {exc}"
+        return "\n".join(str(row[0]) for row in rows)
 
     def counters(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
