@@ -338,3 +338,64 @@ def filled() -> Iterator[tuple[Store, dict[str, Any]]]:
         store.ingest([r.envelope for r in RICH_HISTORY], now=NOW_MS)
         yield store, snapshot(store)
         store.close()
+
+
+def counted_unread(store: Store) -> dict[bytes, int]:
+    """Unread posts counted the slow way, from their definition."""
+    rows = store.db.execute(
+        "SELECT c.id, (SELECT count(*) FROM posts AS p WHERE p.community = c.id"
+        " AND p.deleted = 0 AND p.removed = 0 AND p.author != ?"
+        " AND p.rowid > coalesce((SELECT read_seq FROM reads WHERE community = c.id), 0))"
+        " FROM communities AS c",
+        (store.identity.public_key,),
+    ).fetchall()
+    return dict(rows)
+
+
+@settings(max_examples=25)
+@given(st.randoms(use_true_random=False))
+def test_unread_counters_always_equal_a_recount(rng: random.Random) -> None:
+    """Counts kept as posts arrive, are hidden, re-judged and read equal a recount."""
+    arrivals = list(RICH_HISTORY)
+    rng.shuffle(arrivals)
+    with tempfile.TemporaryDirectory() as folder:
+        store = new_store(Path(folder))
+        start = 0
+        while start < len(arrivals):
+            size = rng.choice([1, 2, 5, 9])
+            store.ingest([r.envelope for r in arrivals[start : start + size]], now=NOW_MS)
+            start += size
+            known = list(store.unread_counts())
+            if known and rng.random() < 0.3:
+                store.mark_read(rng.choice(known))
+            assert store.unread_counts() == counted_unread(store)
+        store.close()
+
+
+def test_search_within_a_community_and_among_the_newest_matches(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lofts = store.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+    roofs = store.publish({"kind": "community", "name": "Roofs", "visibility": "public"})
+    for i in range(6):
+        for community in (lofts, roofs):
+            store.publish(
+                {
+                    "kind": "post",
+                    "community": community.id,
+                    "type": "offer",
+                    "text": f"solar panels fitted, job {i}",
+                    "tags": ["solar-pv"],
+                    "created_at": NOW_MS + i,
+                },
+                now=NOW_MS,
+            )
+    in_lofts = store.search("solar", community=lofts.id)
+    assert len(in_lofts) == 6
+    assert {p.community for p in in_lofts} == {lofts.id}
+    assert len(store.search("solar panels")) == 12
+    assert store.search("solar-pv") != []  # tags are searched too
+    assert store.search(lofts.id.hex()) == []  # the scope column is not searched by words
+    monkeypatch.setattr("kithnet.localstore.views.RANK_WINDOW", 4)
+    newest = store.search("solar", community=roofs.id)
+    assert sorted(p.text[-5:] for p in newest) == ["job 2", "job 3", "job 4", "job 5"]

@@ -73,8 +73,9 @@ def _tags(fields: Any, name: str = "tags") -> str:
 class Judge:
     """Authority's KnownState over the store's tables, and the judging loop."""
 
-    def __init__(self, db: Any, max_pending: int) -> None:
+    def __init__(self, db: Any, me: bytes, max_pending: int) -> None:
         self.db = db
+        self.me = me  # this member: their own posts are never unread
         # A bound on records kept while they wait for something: beyond it a new
         # record that would wait is refused (not stored) as "pending_full".
         self.max_pending = max_pending
@@ -87,6 +88,8 @@ class Judge:
         self._marks: dict[bytes, Pos] = {}
         self._unstored: dict[bytes, tuple[Any, ...]] = {}
         self._fts_ops: list[tuple[str, tuple[Any, ...]]] = []
+        self._read_seq: dict[bytes, int] = {}
+        self._unread: dict[bytes, int] = {}
         self._last_insert: tuple[bytes, int] = (b"", 0)
         self._any_pending = True
 
@@ -96,6 +99,8 @@ class Judge:
 
     def _reset(self) -> None:
         self._fts_ops.clear()
+        self._read_seq.clear()
+        self._unread.clear()
         self._communities.clear()
         self._member_facts.clear()
         self._removed.clear()
@@ -184,6 +189,7 @@ class Judge:
                 self._run(group)
         self._flush_marks()
         self._flush_fts()
+        self._flush_unread()
         self._reset()
 
     def _store_unjudged(self, records: Iterable[Record]) -> None:
@@ -233,6 +239,8 @@ class Judge:
         self._removed.pop(community_id, None)
         self._any_pending = True
         self._flush_fts()
+        self._unread[community_id] = 0
+        db.execute("UPDATE reads SET unread = 0 WHERE community = ?", (community_id,))
         db.execute(
             "DELETE FROM posts_fts WHERE rowid IN"
             " (SELECT rowid FROM posts WHERE community = ? AND deleted = 0 AND removed = 0)",
@@ -557,10 +565,30 @@ class Judge:
             start = end
         ops.clear()
 
-    def _fts_insert(self, rowid: int, text: str, tags: str, area: str) -> None:
+    def _count_unread(self, community_id: bytes, author: bytes, seq: int, change: int) -> None:
+        if author == self.me:
+            return
+        read_seq = self._read_seq.get(community_id)
+        if read_seq is None:
+            row = self.db.execute(
+                "SELECT read_seq FROM reads WHERE community = ?", (community_id,)
+            ).fetchone()
+            read_seq = self._read_seq[community_id] = row[0] if row else 0
+        if seq > read_seq:
+            self._unread[community_id] = self._unread.get(community_id, 0) + change
+
+    def _flush_unread(self) -> None:
+        self.db.executemany(
+            "INSERT INTO reads (community, unread) VALUES (?1, max(?2, 0))"
+            " ON CONFLICT (community) DO UPDATE SET unread = unread + ?2",
+            [(community, delta) for community, delta in self._unread.items() if delta],
+        )
+        self._unread.clear()
+
+    def _fts_insert(self, rowid: int, community: bytes, text: str, tags: str, area: str) -> None:
         self._fts(
-            "INSERT INTO posts_fts (rowid, text, tags, area) VALUES (?, ?, ?, ?)",
-            (rowid, text, tags, area),
+            "INSERT INTO posts_fts (rowid, text, tags, area, scope) VALUES (?, ?, ?, ?, ?)",
+            (rowid, text, tags, area, community.hex()),
         )
 
     def _fts_delete(self, rowid: int) -> None:
@@ -581,11 +609,12 @@ class Judge:
         text = fields.get("text", "")
         tags = _tags(fields)
         area = fields.get("area", "")
-        cursor = self.db.execute(
+        seq = self._seq_of(record.id)
+        self.db.execute(
             "INSERT INTO posts (rowid, id, community, author, type, text, tags, area, terms,"
             " reply_to, created_at, removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self._seq_of(record.id),
+                seq,
                 record.id,
                 community_id,
                 record.author,
@@ -600,18 +629,19 @@ class Judge:
             ),
         )
         if not removed:
-            self._fts_insert(cursor.lastrowid, text, tags, area)
+            self._fts_insert(seq, community_id, text, tags, area)
+            self._count_unread(community_id, record.author, seq, +1)
 
     def _apply_edit(self, record: Record) -> None:
         fields = record.fields
         row = self.db.execute(
-            "SELECT rowid, edit_at, edit_id, deleted, removed, area FROM posts"
+            "SELECT rowid, edit_at, edit_id, deleted, removed, area, community FROM posts"
             " WHERE rowid = (SELECT seq FROM records WHERE id = ?)",
             (fields["target"],),
         ).fetchone()
         if row is None:  # allowed edits target allowed posts, which are in `posts`
             raise AssertionError("an allowed edit whose post is missing")
-        rowid, edit_at, edit_id, deleted, removed, area = row
+        rowid, edit_at, edit_id, deleted, removed, area, community = row
         if edit_at is not None and (edit_at, edit_id) > position(record):
             return  # a newer edit is already in effect
         tags = _tags(fields)
@@ -621,19 +651,21 @@ class Judge:
         )
         if not deleted and not removed:
             self._fts_delete(rowid)
-            self._fts_insert(rowid, fields["text"], tags, area)
+            self._fts_insert(rowid, community, fields["text"], tags, area)
 
     def _hide_post(self, record_id: bytes, column: str) -> None:
         row = self.db.execute(
-            "SELECT rowid, deleted, removed FROM posts"
+            "SELECT rowid, deleted, removed, community, author FROM posts"
             " WHERE rowid = (SELECT seq FROM records WHERE id = ?)",
             (record_id,),
         ).fetchone()
         if row is None:
             return
-        if not row[1] and not row[2]:
-            self._fts_delete(row[0])
-        self.db.execute(f"UPDATE posts SET {column} = 1 WHERE rowid = ?", (row[0],))  # noqa: S608
+        rowid, deleted, removed, community_id, author = row
+        if not deleted and not removed:
+            self._fts_delete(rowid)
+            self._count_unread(community_id, author, rowid, -1)
+        self.db.execute(f"UPDATE posts SET {column} = 1 WHERE rowid = ?", (rowid,))  # noqa: S608
 
     def _apply_delete(self, target: bytes, community_id: bytes) -> set[Trigger]:
         row = self.db.execute("SELECT kind FROM records WHERE id = ?", (target,)).fetchone()

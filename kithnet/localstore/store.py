@@ -183,7 +183,7 @@ class Store:
             raise StoreDamaged(f"the store in {data_dir} holds no identity")
         self.identity = Identity.from_seed(row[0])
         self.max_pending = MAX_PENDING
-        self._judge = Judge(db, MAX_PENDING)
+        self._judge = Judge(db, self.identity.public_key, MAX_PENDING)
 
     # Opening and closing -------------------------------------------------------------
 
@@ -465,7 +465,7 @@ class Store:
         self.db.close()
         self.header = header
         self.db = _connect(new_path, key, self.data_dir)
-        self._judge = Judge(self.db, self.max_pending)
+        self._judge = Judge(self.db, self.identity.public_key, self.max_pending)
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(str(old_path) + suffix)
@@ -534,13 +534,14 @@ class Store:
         return views.search_profiles(self.db, text, limit=limit)
 
     def unread_counts(self) -> dict[bytes, int]:
-        return views.unread_counts(self.db, self.identity.public_key)
+        return views.unread_counts(self.db)
 
     def mark_read(self, community: bytes) -> None:
         with self._transaction():
             self.db.execute(
-                "INSERT INTO reads VALUES (?, (SELECT coalesce(max(seq), 0) FROM records))"
-                " ON CONFLICT (community) DO UPDATE SET read_seq = excluded.read_seq",
+                "INSERT INTO reads VALUES (?, (SELECT coalesce(max(seq), 0) FROM records), 0)"
+                " ON CONFLICT (community) DO UPDATE SET read_seq = excluded.read_seq,"
+                " unread = 0",
                 (community,),
             )
 
@@ -548,7 +549,7 @@ class Store:
         with self._transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO reads SELECT id,"
-                " (SELECT coalesce(max(seq), 0) FROM records) FROM communities"
+                " (SELECT coalesce(max(seq), 0) FROM records), 0 FROM communities"
             )
 
     def members(self, community: bytes) -> list[views.Member]:

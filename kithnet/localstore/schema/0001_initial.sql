@@ -2,8 +2,8 @@
 -- from the allowed ones. Everything here lives inside the SQLCipher-encrypted database.
 --
 -- Invariants the code keeps (docs/storage.md explains them):
--- * `records` is the source of truth; every other table except `identity`, `reads` and
---   `counters` can be rebuilt from it by judging its rows in (created_at, id) order.
+-- * `records` is the source of truth; every other table except `identity`, `counters` and
+--   `reads.read_seq` can be rebuilt from it by judging its rows in (created_at, id) order.
 -- * A "position" is the pair (created_at, id); the judge processes a community's records
 --   in position order, as kithnet.core.authority.fold does.
 
@@ -121,12 +121,13 @@ CREATE TABLE posts (
 CREATE INDEX posts_feed ON posts (community, created_at, id)
     WHERE reply_to IS NULL AND deleted = 0 AND removed = 0;
 CREATE INDEX posts_replies ON posts (reply_to, created_at) WHERE reply_to IS NOT NULL;
-CREATE INDEX posts_arrivals ON posts (community, rowid) WHERE deleted = 0 AND removed = 0;
 
 -- Full-text index of visible posts (rowid = posts.rowid). Contentless: the text lives
--- once, in posts.
+-- once, in posts. `scope` holds the community id in hex, a single token, so that a search
+-- within a community is one index query.
 CREATE VIRTUAL TABLE posts_fts USING fts5 (
-    text, tags, area, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+    text, tags, area, scope,
+    content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
 );
 
 -- Reactions; deleted when their author deletes them.
@@ -220,9 +221,13 @@ CREATE VIRTUAL TABLE profiles_fts USING fts5 (
 );
 
 -- What this member has read: posts that arrived after read_seq are unread.
+-- unread = the number of visible posts by others in the community whose arrival (rowid)
+-- is after read_seq; kept up to date as posts arrive, are hidden and are read, so that
+-- the sidebar never counts.
 CREATE TABLE reads (
     community BLOB PRIMARY KEY,
-    read_seq  INTEGER NOT NULL
+    read_seq  INTEGER NOT NULL DEFAULT 0,
+    unread    INTEGER NOT NULL DEFAULT 0 CHECK (unread >= 0)
 ) STRICT, WITHOUT ROWID;
 
 -- Records refused before storage, by reason code (malformed, bad_signature, ...).
