@@ -80,6 +80,8 @@ class Judge:
         # record that would wait is refused (not stored) as "pending_full".
         self.max_pending = max_pending
         self.dropped: set[bytes] = set()
+        # The latest decision of every record judged in the current batch.
+        self.decided: dict[bytes, Decision] = {}
         self._pending_count = 0
         # Caches that live for one judge_new call (a transaction that may roll back).
         self._communities: dict[bytes, CommunityFacts | None] = {}
@@ -90,7 +92,12 @@ class Judge:
         self._fts_ops: list[tuple[str, tuple[Any, ...]]] = []
         self._read_seq: dict[bytes, int] = {}
         self._unread: dict[bytes, int] = {}
-        self._last_insert: tuple[bytes, int] = (b"", 0)
+        # New rows wait in these buffers and go in with one executemany: anything that
+        # reads `records` or `posts` flushes them first (`_flush_rows`).
+        self._record_rows: list[tuple[Any, ...]] = []
+        self._post_rows: list[tuple[Any, ...]] = []
+        self._buffered_seq: dict[bytes, int] = {}
+        self._next_seq = 1
         self._any_pending = True
 
     def forget(self) -> None:
@@ -98,6 +105,9 @@ class Judge:
         self._reset()
 
     def _reset(self) -> None:
+        self._record_rows.clear()
+        self._post_rows.clear()
+        self._buffered_seq.clear()
         self._fts_ops.clear()
         self._read_seq.clear()
         self._unread.clear()
@@ -144,6 +154,7 @@ class Judge:
         return self._facts(community_id, member)[1]
 
     def target(self, record_id: bytes) -> TargetFacts | None:
+        self._flush_rows()
         row = self.db.execute(
             "SELECT author, kind, community FROM records WHERE id = ? AND status = 'allowed'",
             (record_id,),
@@ -171,10 +182,14 @@ class Judge:
         status columns; a record is inserted when judged, with its status."""
         self._reset()
         self.dropped = set()
+        self.decided = {}
         self._pending_count = self.db.execute(
             "SELECT count(*) FROM records WHERE status = 'pending'"
         ).fetchone()[0]
         self._any_pending = self._pending_count > 0
+        self._next_seq = self.db.execute(
+            "SELECT coalesce(max(seq), 0) + 1 FROM records"
+        ).fetchone()[0]
         self._unstored = {record.id: row for record, row in zip(records, rows, strict=True)}
         groups: dict[bytes | None, list[Record]] = defaultdict(list)
         for record in records:
@@ -187,21 +202,46 @@ class Judge:
                 self.rejudge(community_id)
             else:
                 self._run(group)
+        self._flush_rows()
         self._flush_marks()
         self._flush_fts()
         self._flush_unread()
         self._reset()
 
     def _store_unjudged(self, records: Iterable[Record]) -> None:
-        rows = [self._unstored.pop(r.id) for r in records if r.id in self._unstored]
+        self._flush_rows()
+        rows = []
+        for record in records:
+            row = self._unstored.pop(record.id, None)
+            if row is not None:
+                rows.append((self._next_seq, *row))
+                self._next_seq += 1
         self.db.executemany(
-            "INSERT INTO records (id, envelope, kind, author, community, created_at,"
-            " received_at, target, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+            "INSERT INTO records (seq, id, envelope, kind, author, community, created_at,"
+            " received_at, target, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
             " 'pending', 'unjudged')",
             rows,
         )
 
+    def _flush_rows(self) -> None:
+        if self._record_rows:
+            self.db.executemany(
+                "INSERT INTO records (seq, id, envelope, kind, author, community, created_at,"
+                " received_at, target, status, reason, waiting_for)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._record_rows,
+            )
+            self._record_rows.clear()
+        if self._post_rows:
+            self.db.executemany(
+                "INSERT INTO posts (rowid, id, community, author, type, text, tags, area, terms,"
+                " reply_to, created_at, removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._post_rows,
+            )
+            self._post_rows.clear()
+
     def _can_append(self, community_id: bytes, group: Sequence[Record]) -> bool:
+        self._flush_rows()
         marks = self.db.execute(
             "SELECT judged_at, judged_id, genesis_at, genesis_id FROM judge_marks"
             " WHERE community = ?",
@@ -234,6 +274,7 @@ class Judge:
     def rejudge(self, community_id: bytes) -> None:
         """Forget a community's derived state and judge all its records again."""
         db = self.db
+        self._flush_rows()
         self._communities.pop(community_id, None)
         self._member_facts.clear()
         self._removed.pop(community_id, None)
@@ -312,14 +353,16 @@ class Judge:
         self._marks.clear()
 
     def _seq_of(self, record_id: bytes) -> int:
-        if self._last_insert[0] == record_id:
-            return self._last_insert[1]
-        seq: int = self.db.execute("SELECT seq FROM records WHERE id = ?", (record_id,)).fetchone()[
-            0
-        ]
+        seq = self._buffered_seq.get(record_id)
+        if seq is None:
+            self._flush_rows()
+            seq = self.db.execute("SELECT seq FROM records WHERE id = ?", (record_id,)).fetchone()[
+                0
+            ]
         return seq
 
     def _set_status(self, record: Record, decision: Decision) -> None:
+        self.decided[record.id] = decision
         row = self._unstored.pop(record.id, None)
         if decision.verdict is Verdict.PENDING:
             if row is not None and self._pending_count >= self.max_pending:
@@ -328,16 +371,14 @@ class Judge:
             self._any_pending = True
             self._pending_count += 1
         if row is not None:
-            self._last_insert = (
-                record.id,
-                self.db.execute(
-                    "INSERT INTO records (id, envelope, kind, author, community, created_at,"
-                    " received_at, target, status, reason, waiting_for)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, decision.verdict.value, decision.reason, decision.waiting_for),
-                ).lastrowid,
+            seq = self._next_seq
+            self._next_seq += 1
+            self._buffered_seq[record.id] = seq
+            self._record_rows.append(
+                (seq, *row, decision.verdict.value, decision.reason, decision.waiting_for)
             )
             return
+        self._flush_rows()
         self.db.execute(
             "UPDATE records SET status = ?, reason = ?, waiting_for = ? WHERE id = ?",
             (decision.verdict.value, decision.reason, decision.waiting_for, record.id),
@@ -360,6 +401,7 @@ class Judge:
                     triggers |= self._apply(record, point)
 
     def _woken_by(self, trigger: Trigger) -> list[tuple[bytes, bytes]]:
+        self._flush_rows()
         what = trigger[0]
         # Records of this batch not judged yet wait for their turn, as in `fold`.
         select = (
@@ -610,9 +652,7 @@ class Judge:
         tags = _tags(fields)
         area = fields.get("area", "")
         seq = self._seq_of(record.id)
-        self.db.execute(
-            "INSERT INTO posts (rowid, id, community, author, type, text, tags, area, terms,"
-            " reply_to, created_at, removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self._post_rows.append(
             (
                 seq,
                 record.id,
@@ -626,13 +666,14 @@ class Judge:
                 fields.get("reply_to"),
                 record.created_at,
                 int(removed),
-            ),
+            )
         )
         if not removed:
             self._fts_insert(seq, community_id, text, tags, area)
             self._count_unread(community_id, record.author, seq, +1)
 
     def _apply_edit(self, record: Record) -> None:
+        self._flush_rows()
         fields = record.fields
         row = self.db.execute(
             "SELECT rowid, edit_at, edit_id, deleted, removed, area, community FROM posts"
@@ -654,6 +695,7 @@ class Judge:
             self._fts_insert(rowid, community, fields["text"], tags, area)
 
     def _hide_post(self, record_id: bytes, column: str) -> None:
+        self._flush_rows()
         row = self.db.execute(
             "SELECT rowid, deleted, removed, community, author FROM posts"
             " WHERE rowid = (SELECT seq FROM records WHERE id = ?)",
@@ -668,6 +710,7 @@ class Judge:
         self.db.execute(f"UPDATE posts SET {column} = 1 WHERE rowid = ?", (rowid,))  # noqa: S608
 
     def _apply_delete(self, target: bytes, community_id: bytes) -> set[Trigger]:
+        self._flush_rows()
         row = self.db.execute("SELECT kind FROM records WHERE id = ?", (target,)).fetchone()
         kind = row[0]
         if kind == "post":

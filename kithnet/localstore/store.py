@@ -18,6 +18,7 @@ from typing import Any
 import platformdirs
 import sqlcipher3
 
+from kithnet.core.authority import Verdict
 from kithnet.core.envelope import Record, decode, sign_record
 from kithnet.core.errors import RecordError
 from kithnet.core.validation import validate
@@ -368,7 +369,7 @@ class Store:
                     for _, r in new
                 ],
             )
-            statuses = self._statuses([record.id for _, record in new])
+            decided = self._judge.decided
             for index, record in new:
                 if record.id in self._judge.dropped:
                     refused["pending_full"] += 1
@@ -380,14 +381,16 @@ class Store:
                         "this one was not kept",
                     )
                     continue
-                status, reason = statuses[record.id]
-                if status == "allowed":
+                decision = decided[record.id]
+                if decision.verdict is Verdict.ALLOWED:
                     outcomes[index] = Outcome("stored", record.id)
-                elif status == "pending":
-                    outcomes[index] = Outcome("pending", record.id, "pending", reason)
+                elif decision.verdict is Verdict.PENDING:
+                    outcomes[index] = Outcome("pending", record.id, "pending", decision.reason)
                 else:
                     refused["not_authorised"] += 1
-                    outcomes[index] = Outcome("rejected", record.id, "not_authorised", reason)
+                    outcomes[index] = Outcome(
+                        "rejected", record.id, "not_authorised", decision.reason
+                    )
             self.db.executemany(
                 "INSERT INTO counters VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",

@@ -225,8 +225,7 @@ def search_posts(db: Any, text: str, *, community: bytes | None, limit: int) -> 
     if community is not None:
         match = f'scope : "{community.hex()}" AND {match}'
     bound = db.execute(
-        "SELECT rowid FROM posts_fts WHERE posts_fts MATCH ? ORDER BY rowid DESC"
-        " LIMIT 1 OFFSET ?",
+        "SELECT rowid FROM posts_fts WHERE posts_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
         (match, RANK_WINDOW - 1),
     ).fetchone()
     rows = db.execute(
