@@ -140,7 +140,7 @@ def check_authority(record: Record, state: KnownState) -> Decision:
     elif kind in ("moderation", "key_update"):
         if not roles:
             return _denied("only owners and moderators can do this")
-        banned = fields["target"] if fields["action"] == "ban" else None
+        banned = fields["target"] if fields.get("action") == "ban" else None
         if banned is not None and "owner" in state.roles(community_id, banned):
             return _denied("an owner cannot be banned; revoke the role first")
     elif kind == "invite":

@@ -20,6 +20,7 @@ position, deletions and removals are flags), so both paths end in the same table
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -302,6 +303,19 @@ class Judge:
         ):
             db.execute(f"DELETE FROM {table} WHERE community = ?", (community_id,))  # noqa: S608
         db.execute("DELETE FROM communities WHERE id = ?", (community_id,))
+        # Records elsewhere that point into this community (a revocation of one of its
+        # references, say) are judged again with it, each at its own position.
+        outside = db.execute(
+            "SELECT d.id FROM records AS d JOIN records AS t ON d.target = t.id"
+            " WHERE (t.community = ?1 OR t.id = ?1) AND d.community IS NOT ?1"
+            " AND d.kind IN ('reference_revoke', 'reference_hide', 'edit', 'delete')",
+            (community_id,),
+        ).fetchall()
+        db.executemany(
+            "UPDATE records SET status = 'pending', reason = 'unjudged', waiting_for = NULL"
+            " WHERE id = ?",
+            outside,
+        )
         db.execute(
             "UPDATE records SET status = 'pending', reason = 'unjudged', waiting_for = NULL"
             " WHERE community = ? OR id = ?",
@@ -311,19 +325,12 @@ class Judge:
             "SELECT envelope FROM records WHERE community = ? OR id = ?",
             (community_id, community_id),
         ).fetchall()
+        rows += [
+            db.execute("SELECT envelope FROM records WHERE id = ?", row).fetchone()
+            for row in outside
+        ]
         records = sorted((decode_stored(row[0]) for row in rows), key=position)
         self._run(records)
-        # Records elsewhere that point into this community (a revocation of one of its
-        # references, say) are judged again against what is allowed now.
-        rows = db.execute(
-            "SELECT d.envelope FROM records AS d JOIN records AS t ON d.target = t.id"
-            " WHERE (t.community = ?1 OR t.id = ?1) AND d.community IS NOT ?1"
-            " AND d.kind IN ('reference_revoke', 'reference_hide', 'edit', 'delete')",
-            (community_id,),
-        ).fetchall()
-        for record in sorted((decode_stored(row[0]) for row in rows), key=position):
-            decision = check_authority(record, self)
-            self._set_status(record, decision)
 
     def _run(self, records: Iterable[Record]) -> None:
         for record in records:
@@ -386,19 +393,44 @@ class Judge:
 
     def _retry(self, triggers: set[Trigger], point: Pos) -> None:
         """Judge again the pending records that what just took effect may unblock, as
-        `fold` does after each allowed record, until nothing more changes."""
-        while triggers and self._any_pending:
-            envelopes: dict[bytes, bytes] = {}
-            for trigger in triggers:
-                for row in self._woken_by(trigger):
-                    envelopes[row[0]] = row[1]
-            triggers = set()
-            woken = sorted((decode_stored(e) for e in envelopes.values()), key=position)
-            for record in woken:
+        `fold` does after each allowed record: in passes, each in position order, a
+        record allowed early in a pass seen by the later ones, until a pass changes
+        nothing. Woken records after the pass's cursor join the pass; earlier ones wait
+        for the next pass."""
+        if not (triggers and self._any_pending):
+            return
+        heap: list[tuple[Pos, bytes]] = []
+        queued: dict[bytes, Record] = {}
+        later: dict[bytes, Record] = {}
+        cursor: Pos | None = None
+
+        def wake(woken_by: set[Trigger]) -> None:
+            for trigger in woken_by:
+                for record_id, envelope in self._woken_by(trigger):
+                    if record_id in queued or record_id in later:
+                        continue
+                    record = decode_stored(envelope)
+                    if cursor is None or position(record) > cursor:
+                        queued[record_id] = record
+                        heapq.heappush(heap, (position(record), record_id))
+                    else:
+                        later[record_id] = record
+
+        wake(triggers)
+        while heap:
+            while heap:
+                pos, record_id = heapq.heappop(heap)
+                record = queued.pop(record_id)
+                cursor = pos
                 decision = check_authority(record, self)
                 self._set_status(record, decision)
                 if decision.verdict is Verdict.ALLOWED:
-                    triggers |= self._apply(record, point)
+                    wake(self._apply(record, point))
+            cursor = None
+            for record_id, record in later.items():
+                queued[record_id] = record
+                heapq.heappush(heap, (position(record), record_id))
+            later = {}
 
     def _woken_by(self, trigger: Trigger) -> list[tuple[bytes, bytes]]:
         self._flush_rows()
@@ -694,16 +726,18 @@ class Judge:
             self._fts_delete(rowid)
             self._fts_insert(rowid, community, fields["text"], tags, area)
 
-    def _hide_post(self, record_id: bytes, column: str) -> None:
+    def _hide_post(self, record_id: bytes, community_id: bytes, column: str) -> None:
+        """Mark a post deleted or removed; a moderator of one community cannot hide a
+        post of another."""
         self._flush_rows()
         row = self.db.execute(
-            "SELECT rowid, deleted, removed, community, author FROM posts"
-            " WHERE rowid = (SELECT seq FROM records WHERE id = ?)",
-            (record_id,),
+            "SELECT rowid, deleted, removed, author FROM posts"
+            " WHERE rowid = (SELECT seq FROM records WHERE id = ?) AND community = ?",
+            (record_id, community_id),
         ).fetchone()
         if row is None:
             return
-        rowid, deleted, removed, community_id, author = row
+        rowid, deleted, removed, author = row
         if not deleted and not removed:
             self._fts_delete(rowid)
             self._count_unread(community_id, author, rowid, -1)
@@ -714,18 +748,22 @@ class Judge:
         row = self.db.execute("SELECT kind FROM records WHERE id = ?", (target,)).fetchone()
         kind = row[0]
         if kind == "post":
-            self._hide_post(target, "deleted")
+            self._hide_post(target, community_id, "deleted")
         elif kind == "reaction":
             self.db.execute("UPDATE reactions SET deleted = 1 WHERE id = ?", (target,))
         elif kind == "referral":
             self.db.execute("UPDATE referrals SET deleted = 1 WHERE id = ?", (target,))
         elif kind == "invite":
-            found = self.db.execute(
-                "UPDATE invites SET withdrawn = 1 WHERE record_id = ? RETURNING invite_key",
-                (target,),
-            ).fetchone()
-            if found is not None:
-                return {("invite", community_id, found[0])}
+            # Withdraws the key, whichever invite record published it last (as `fold`).
+            envelope = self.db.execute(
+                "SELECT envelope FROM records WHERE id = ?", (target,)
+            ).fetchone()[0]
+            invite_key = decode_stored(envelope).fields["invite_key"]
+            self.db.execute(
+                "UPDATE invites SET withdrawn = 1 WHERE community = ? AND invite_key = ?",
+                (community_id, invite_key),
+            )
+            return {("invite", community_id, invite_key)}
         return set()
 
     def _apply_moderation(self, record: Record, community_id: bytes, point: Pos) -> set[Trigger]:
@@ -749,7 +787,7 @@ class Judge:
                 "INSERT INTO removed VALUES (?, ?) ON CONFLICT DO NOTHING", (community_id, target)
             )
             self._removed_in(community_id).add(target)
-            self._hide_post(target, "removed")
+            self._hide_post(target, community_id, "removed")
             return set()
         self._touch_member(community_id, target, point, banned=int(action == "ban"))
         return {("member", community_id, target)}

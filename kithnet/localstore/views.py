@@ -103,8 +103,8 @@ class ModerationEntry:
 _POST_COLUMNS = (
     "p.id, p.community, p.author, coalesce(pr.name, ''), p.type, p.text, p.tags, p.area,"
     " p.terms, p.reply_to, p.created_at, p.edit_at IS NOT NULL,"
-    " (SELECT count(*) FROM posts AS r WHERE r.reply_to = p.id AND r.deleted = 0"
-    "  AND r.removed = 0)"
+    " (SELECT count(*) FROM posts AS r WHERE r.reply_to = p.id AND r.community = p.community"
+    "  AND r.deleted = 0 AND r.removed = 0)"
 )
 _POST_FROM = "posts AS p LEFT JOIN profiles AS pr ON pr.member = p.author"
 _FEED_FROM = "posts AS p INDEXED BY posts_feed LEFT JOIN profiles AS pr ON pr.member = p.author"
@@ -114,13 +114,15 @@ def _split(tags: str) -> tuple[str, ...]:
     return tuple(tags.split()) if tags else ()
 
 
-def _reactions(db: Any, post_id: bytes) -> dict[str, int]:
+def _reactions(db: Any, post_id: bytes, community: bytes) -> dict[str, int]:
+    """Reactions from the post's own community (a stranger's elsewhere do not count)."""
     rows = db.execute(
-        "SELECT emoji, count(*) FROM reactions AS x WHERE target = ? AND deleted = 0"
+        "SELECT emoji, count(*) FROM reactions AS x WHERE target = ? AND community = ?"
+        " AND deleted = 0"
         " AND NOT EXISTS (SELECT 1 FROM removed WHERE community = x.community"
         " AND record_id = x.id)"
         " GROUP BY emoji ORDER BY count(*) DESC, emoji",
-        (post_id,),
+        (post_id, community),
     ).fetchall()
     return dict(rows)
 
@@ -140,7 +142,7 @@ def _post(db: Any, row: Any, depth: int = 0) -> Post:
         created_at=row[10],
         edited=bool(row[11]),
         replies=row[12],
-        reactions=_reactions(db, row[0]),
+        reactions=_reactions(db, row[0], row[1]),
         depth=depth,
     )
 
@@ -184,12 +186,14 @@ def thread(db: Any, root: bytes) -> list[Post]:
     if hidden[0]:
         out = []
 
+    community = row[1]
+
     def walk(parent: bytes, depth: int) -> None:
         replies = db.execute(
             f"SELECT {_POST_COLUMNS} FROM {_POST_FROM}"  # noqa: S608
-            " WHERE p.reply_to = ? AND p.deleted = 0 AND p.removed = 0"
+            " WHERE p.reply_to = ? AND p.community = ? AND p.deleted = 0 AND p.removed = 0"
             " ORDER BY p.created_at, p.id",
-            (parent,),
+            (parent, community),
         ).fetchall()
         for reply in replies:
             out.append(_post(db, reply, depth))
