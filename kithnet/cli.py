@@ -16,6 +16,7 @@ from kithnet import __version__
 from kithnet.core.envelope import decode
 from kithnet.core.errors import RecordError
 from kithnet.core.validation import validate
+from kithnet.crypto.errors import CryptoError
 from kithnet.crypto.identity import fingerprint, peer_id
 from kithnet.crypto.invite import InviteCodeError
 from kithnet.crypto.invite import decode as decode_invite
@@ -286,8 +287,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kithnet: {exc}", file=sys.stderr)
         return 2
-    except StoreError as exc:
+    except (StoreError, RecordError, CryptoError) as exc:
         print(f"kithnet: {exc}", file=sys.stderr)
+        return 1
+    except EOFError:
+        print("kithnet: no passphrase was typed; nothing was changed", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"kithnet: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("kithnet: interrupted; nothing was changed", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kithnet.core.envelope import decode_stored, sign_record
 from kithnet.localstore.backup import restore_backup, write_backup
 from kithnet.localstore.errors import BackupError, StoreExists, WrongPassphrase
 from kithnet.localstore.store import Store
@@ -130,3 +131,46 @@ def test_restore_never_overwrites_a_store(
         restore_backup(backup_file, PASSPHRASE, full_store.data_dir, kdf=FAST_KDF)
     assert full_store.integrity_check() == "ok"
     assert full_store.record_count() == len(RICH_HISTORY) + 2
+
+
+def test_a_restore_is_not_held_to_a_clock_behind_the_one_that_took_the_records(
+    tmp_path: Path,
+) -> None:
+    """A record dated just ahead of the source's clock is restored on a machine whose
+    clock is behind, instead of being dropped."""
+    source = new_store(tmp_path / "source")
+    ahead = NOW_MS + 9 * 60 * 1000
+    genesis = sign_record(
+        ME, {"kind": "community", "name": "Early", "visibility": "public", "created_at": ahead}
+    )
+    assert source.ingest([genesis.envelope], now=NOW_MS)[0].status == "stored"
+    write_backup(source, tmp_path / "b", PASSPHRASE)
+    source.close()
+    with restore_backup(tmp_path / "b", PASSPHRASE, tmp_path / "new", kdf=FAST_KDF) as restored:
+        assert [c.name for c in restored.communities()] == ["Early"]
+
+
+def test_a_backup_holding_a_forged_record_restores_nothing(
+    full_store: Store, tmp_path: Path
+) -> None:
+    real = RICH_HISTORY[3].envelope
+    forged = real[:-1] + bytes([real[-1] ^ 1])
+    full_store.db.execute(  # as if the file had been made by something else
+        "INSERT INTO records (id, envelope, kind, author, created_at, received_at, status)"
+        " VALUES (?, ?, 'post', ?, 0, 0, 'allowed')",
+        (bytes(32), forged, bytes(32)),
+    )
+    write_backup(full_store, tmp_path / "b", PASSPHRASE)
+    with pytest.raises(BackupError, match="refused"):
+        restore_backup(tmp_path / "b", PASSPHRASE, tmp_path / "new", kdf=FAST_KDF)
+    assert nothing_written(tmp_path / "new")
+
+
+def test_a_backup_lists_each_communitys_records_in_judging_order(full_store: Store) -> None:
+    order = [decode_stored(e) for batch in full_store.envelopes(batch=7) for e in batch]
+    assert len(order) == full_store.record_count()
+    for community in {r.community for r in order}:
+        mine = [(r.created_at, r.id) for r in order if r.community == community]
+        assert mine == sorted(mine)
+    first_in_community = next(i for i, r in enumerate(order) if r.community is not None)
+    assert all(r.community is not None for r in order[first_in_community:])

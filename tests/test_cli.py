@@ -146,3 +146,27 @@ def test_member_commands_explain_what_is_missing(tmp_path: Path) -> None:
     needs_dir = member("restore", str(bad))
     assert needs_dir.returncode == 2
     assert "--data-dir" in needs_dir.stderr
+
+
+def test_member_commands_refuse_wrong_places_in_words(tmp_path: Path) -> None:
+    busy = tmp_path / "documents"
+    busy.mkdir()
+    (busy / "letter.txt").write_text("dear")
+    crowded = member("init", "--name", "A", "--data-dir", str(busy))
+    assert crowded.returncode == 1
+    assert "is not empty" in crowded.stderr
+    assert sorted(p.name for p in busy.iterdir()) == ["letter.txt"]
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for args in (
+        ("id", "--data-dir", str(a_file)),
+        ("restore", str(tmp_path), "--data-dir", str(tmp_path / "new")),
+        ("init", "--name", "x" * 80, "--data-dir", str(tmp_path / "long")),
+    ):
+        refused = member(*args)
+        assert refused.returncode == 1, args
+        assert refused.stderr.startswith("kithnet: "), refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "long").exists()
+    assert not (tmp_path / "new").exists()

@@ -71,3 +71,26 @@ def test_a_read_only_store_refuses_writes(tmp_path: Path) -> None:
         # Two readers may share it.
         with Store.open(data_dir, "pass", readonly=True) as other:
             assert other.identity.public_key == store.identity.public_key
+
+
+def test_a_new_store_never_goes_among_other_files(tmp_path: Path) -> None:
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    receipt = folder / "store-receipts.pdf"
+    receipt.write_bytes(b"%PDF")
+    with pytest.raises(StoreError, match="is not empty"):
+        Store.create(folder, "pass", kdf=FAST_KDF)
+    assert receipt.read_bytes() == b"%PDF"
+    assert sorted(p.name for p in folder.iterdir()) == ["store-receipts.pdf"]
+
+
+def test_a_name_that_cannot_be_used_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="name cannot be used"):
+        Store.create(tmp_path / "me", "pass", name="x" * 80, kdf=FAST_KDF)
+    assert not (tmp_path / "me").exists()
+
+
+def test_closing_leaves_no_process_named_as_holder(tmp_path: Path) -> None:
+    data_dir = tmp_path / "me"
+    Store.create(data_dir, "pass", kdf=FAST_KDF).close()
+    assert (data_dir / "kithnet.lock").read_text() == ""

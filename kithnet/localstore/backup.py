@@ -194,6 +194,16 @@ class _Reader:
         self.file.close()
 
 
+def _restore_batch(store: Store, envelopes: list[bytes], reader: _Reader) -> None:
+    """Store a batch of backed-up records. They were accepted once, so they are not held
+    to this machine's clock (which may be behind the one that took them in); anything
+    else refused means the backup is not what it claims, and nothing is restored."""
+    outcomes = store.ingest_checked(store.check_batch(envelopes, now=2**62))
+    for outcome in outcomes:
+        if outcome.status == "rejected" and outcome.reason != "not_authorised":
+            raise reader._damaged(f"it holds a record that is refused ({outcome.message})")
+
+
 def restore_backup(
     path: Path | str, passphrase: str, data_dir: Path | str, *, kdf: KdfParams | None = None
 ) -> Store:
@@ -201,6 +211,8 @@ def restore_backup(
     store is unlocked by the same passphrase. Returns the open store."""
     path = Path(path)
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StoreError(f"{data_dir} is a file; restore into a new folder")
     if (data_dir / HEADER_NAME).exists():
         raise StoreExists(f"{data_dir} already holds a Kithnet store; restore into a new folder")
     if data_dir.exists() and any(data_dir.iterdir()):
@@ -209,6 +221,8 @@ def restore_backup(
         reader = _Reader(path, passphrase)
     except FileNotFoundError:
         raise BackupError(f"there is no file {path}") from None
+    except OSError as exc:
+        raise BackupError(f"{path} cannot be read: {exc.strerror}") from None
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restoring-", dir=data_dir.parent))
     store: Store | None = None
@@ -219,11 +233,12 @@ def restore_backup(
         if not isinstance(seed, bytes) or len(seed) != 32:
             raise reader._damaged("it holds no identity")
         store = Store.create(building, passphrase, identity=Identity.from_seed(seed), kdf=kdf)
+        store.max_pending = 2**62  # the member's own store held them all
         count = 0
         for item in chunks:
             if "records" in item and isinstance(item["records"], list):
                 envelopes = [e for e in item["records"] if isinstance(e, bytes)]
-                store.ingest(envelopes)
+                _restore_batch(store, envelopes, reader)
                 count += len(envelopes)
             elif item.get("end") != count:
                 raise reader._damaged("its record count does not match")

@@ -145,6 +145,9 @@ class DataDirLock:
     def release(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(OSError):
+                if self.exclusive:  # a process id left behind would name the wrong holder
+                    self._handle.seek(0)
+                    self._handle.truncate()
                 _unlock(self._handle)
             self._handle.close()
             self._handle = None

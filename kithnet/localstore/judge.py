@@ -373,6 +373,12 @@ class Judge:
         row = self._unstored.pop(record.id, None)
         if decision.verdict is Verdict.PENDING:
             if row is not None and self._pending_count >= self.max_pending:
+                # The running count only ever overestimates: count again before refusing.
+                self._flush_rows()
+                self._pending_count = self.db.execute(
+                    "SELECT count(*) FROM records WHERE status = 'pending'"
+                ).fetchone()[0]
+            if row is not None and self._pending_count >= self.max_pending:
                 self.dropped.add(record.id)
                 return
             self._any_pending = True

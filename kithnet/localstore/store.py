@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import os
+import re
 import secrets
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from kithnet.localstore.errors import (
 )
 from kithnet.localstore.files import (
     HEADER_NAME,
+    LOCK_NAME,
     DataDirLock,
     Header,
     derive_keys,
@@ -89,6 +91,11 @@ def _is_full(exc: BaseException) -> bool:
     return "full" in str(exc).lower()
 
 
+def _is_damage(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
 def _connect(path: Path, key: bytes, data_dir: Path) -> Any:
     db = sqlcipher3.connect(str(path), isolation_level=None)
     try:
@@ -133,13 +140,37 @@ def _migrate(db: Any, data_dir: Path, *, write: bool) -> None:
             )
 
 
+_OWN_FILE = re.compile(
+    rf"{DATABASE_PREFIX}[0-9a-f]{{12}}\.db(-wal|-shm|-journal)?|{re.escape(HEADER_NAME)}\.tmp"
+    rf"|{re.escape(LOCK_NAME)}"
+)
+
+
 def _remove_strays(data_dir: Path, keep: str | None) -> None:
-    """Delete database files an interrupted create or passphrase change left behind."""
-    for path in data_dir.glob(DATABASE_PREFIX + "*"):
-        if keep is None or not path.name.startswith(keep):
+    """Delete database files an interrupted create or passphrase change left behind
+    (only names Kithnet gives its own files)."""
+    for path in data_dir.iterdir():
+        own = _OWN_FILE.fullmatch(path.name) and path.name != LOCK_NAME
+        if own and (keep is None or not path.name.startswith(keep)):
             path.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        (data_dir / (HEADER_NAME + ".tmp")).unlink()
+
+
+def _check_new_data_dir(data_dir: Path) -> None:
+    """A new store goes into a missing or empty folder, or one holding only what an
+    interrupted `create` left: never among someone's other files."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StoreError(f"{data_dir} is a file, not a folder; choose another --data-dir")
+    if (data_dir / HEADER_NAME).exists():
+        raise StoreExists(
+            f"{data_dir} already holds a Kithnet store; open it, or choose another --data-dir"
+        )
+    if data_dir.exists():
+        others = [p.name for p in data_dir.iterdir() if not _OWN_FILE.fullmatch(p.name)]
+        if others:
+            raise StoreError(
+                f"{data_dir} is not empty (it holds {others[0]!r}); choose an empty or new "
+                "folder for a store"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,36 +233,46 @@ class Store:
         first profile record."""
         if not passphrase:
             raise StoreError("a store needs a passphrase; an empty one protects nothing")
+        identity = identity or Identity.generate()
+        profile = None
+        if name is not None:  # checked before anything is written
+            profile = sign_record(
+                identity, {"kind": "profile", "name": name, "created_at": now_ms()}
+            )
+            try:
+                validate(profile, now_ms())
+            except RecordError as exc:
+                raise StoreError(f"that name cannot be used: {exc}") from exc
         data_dir = Path(data_dir)
+        _check_new_data_dir(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if os.name == "posix":
             data_dir.chmod(0o700)  # only this user may list or open the store's files
         lock = DataDirLock(data_dir, exclusive=True)
         lock.acquire()
+        db = None
         try:
-            if (data_dir / HEADER_NAME).exists():
-                raise StoreExists(
-                    f"{data_dir} already holds a Kithnet store; open it, or choose another "
-                    "--data-dir"
-                )
+            _check_new_data_dir(data_dir)  # again, now that no one else can be creating
             _remove_strays(data_dir, keep=None)
             kdf = kdf or KdfParams.new()
             key, check = derive_keys(passphrase, kdf)
             header = Header(kdf, f"{DATABASE_PREFIX}{secrets.token_hex(6)}.db", check)
             db = _connect(data_dir / header.database, key, data_dir)
             _migrate(db, data_dir, write=True)
-            identity = identity or Identity.generate()
             db.execute(
                 "INSERT INTO identity VALUES (1, ?, ?, ?)",
                 (identity.seed, identity.public_key, now_ms()),
             )
             store = cls(data_dir, db, header, lock, readonly=False)
-            if name is not None:
-                store.publish({"kind": "profile", "name": name})
+            if profile is not None:
+                store.ingest([profile.envelope])
             # The header is written last: until it exists, there is no store here.
             write_header(data_dir, header)
             lock.announce()
         except BaseException:
+            if db is not None:
+                db.close()
+                _remove_strays(data_dir, keep=None)
             lock.release()
             raise
         return store
@@ -241,6 +282,8 @@ class Store:
         """Open an existing store; a second writer, or a reader while a writer has it,
         gets StoreLocked. A wrong passphrase changes nothing."""
         data_dir = Path(data_dir)
+        if data_dir.exists() and not data_dir.is_dir():
+            raise StoreError(f"{data_dir} is a file, not a folder holding a Kithnet store")
         if not (data_dir / HEADER_NAME).exists():
             read_header(data_dir)  # raises StoreMissing with the message
         lock = DataDirLock(data_dir, exclusive=not readonly)
@@ -304,6 +347,11 @@ class Store:
                     f"the disk holding {self.data_dir} is full; nothing of this batch was "
                     "stored and everything stored before is intact. Free some space and "
                     "try again"
+                ) from exc
+            if isinstance(exc, sqlcipher3.DatabaseError) and _is_damage(exc):
+                raise StoreDamaged(
+                    f"the database in {self.data_dir} is damaged ({exc}); nothing of this "
+                    "batch was stored. Restore the store from a backup"
                 ) from exc
             raise
         try:
@@ -463,8 +511,22 @@ class Store:
                     f"the disk holding {self.data_dir} is full; the passphrase is unchanged"
                 ) from exc
             raise
-        fsync_file(new_path)
-        write_header(self.data_dir, header)
+        try:
+            fsync_file(new_path)
+            write_header(self.data_dir, header)
+        except OSError as exc:
+            try:
+                current = read_header(self.data_dir).database
+            except StoreError:
+                current = None
+            if current != header.database:  # else the header was replaced: carry on
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(str(new_path) + suffix)
+                raise StoreError(
+                    f"the new passphrase could not be saved ({exc.strerror}); the old one "
+                    "still opens the store"
+                ) from exc
         self.db.close()
         self.header = header
         self.db = _connect(new_path, key, self.data_dir)
@@ -496,17 +558,28 @@ class Store:
         return row is not None
 
     def envelopes(self, *, batch: int = 1000) -> Iterator[list[bytes]]:
-        """Every record held, in arrival order, in batches (for backups and sync)."""
-        last = 0
-        while True:
-            rows = self.db.execute(
-                "SELECT seq, envelope FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
-                (last, batch),
+        """Every record held, in batches: first those of no community (profiles,
+        geneses, references), then each community's in (created_at, id) order, so that
+        a store fed from them only ever appends (for backups)."""
+        communities = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT community FROM records WHERE community IS NOT NULL"
             ).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield [row[1] for row in rows]
+        ]
+        for community in [None, *communities]:
+            after: tuple[int, bytes] = (-1, b"")
+            while True:
+                rows = self.db.execute(
+                    "SELECT created_at, id, envelope FROM records"
+                    " WHERE community IS ? AND (created_at, id) > (?, ?)"
+                    " ORDER BY created_at, id LIMIT ?",
+                    (community, after[0], after[1], batch),
+                ).fetchall()
+                if not rows:
+                    break
+                after = (rows[-1][0], rows[-1][1])
+                yield [row[2] for row in rows]
 
     def status_of(self, record_id: bytes) -> tuple[str, str] | None:
         row = self.db.execute(
