@@ -94,3 +94,11 @@ def test_closing_leaves_no_process_named_as_holder(tmp_path: Path) -> None:
     data_dir = tmp_path / "me"
     Store.create(data_dir, "pass", kdf=FAST_KDF).close()
     assert (data_dir / "kithnet.lock").read_text() == ""
+
+
+def test_a_reader_does_not_open_a_store_that_needs_upgrading(tmp_path: Path) -> None:
+    data_dir = tmp_path / "me"
+    with Store.create(data_dir, "pass", kdf=FAST_KDF) as store:
+        store.db.execute("DELETE FROM schema_versions WHERE version = ?", (SCHEMA_VERSION,))
+    with pytest.raises(StoreError, match="older Kithnet"):
+        Store.open(data_dir, "pass", readonly=True)

@@ -131,6 +131,11 @@ def _migrate(db: Any, data_dir: Path, *, write: bool) -> None:
             f"this one knows {SCHEMA_VERSION}); update Kithnet to open it"
         )
     if not write:
+        if current < SCHEMA_VERSION:
+            raise StoreError(
+                f"the store in {data_dir} was written by an older Kithnet and must be "
+                "upgraded first: open it once with the app or a command that writes"
+            )
         return
     for version, script in _schema_files():
         if version > current:
