@@ -307,31 +307,25 @@ def decode(data: bytes) -> Record:
     Returns a Record or raises WireError (UnsupportedVersion for a newer format);
     arbitrary bytes never raise anything else.
     """
-    data = bytes(data)
-    parts = _slice_canonical(data)
-    author, body, signature = parts if parts is not None else _read_envelope(data)
-    try:
-        verify(author, SIGN_DOMAIN + body, signature)
-    except BadSignature as exc:
-        raise WireError(
-            "record signature does not match its author and body", "bad_signature"
-        ) from exc
-    fields = decode_body(body)
-    return Record(
-        envelope=data,
-        author=author,
-        body=body,
-        signature=signature,
-        id=record_id(author, body),
-        fields=MappingProxyType(fields),
-    )
+    return _decode(bytes(data), check_signature=True)
 
 
 def decode_stored(data: bytes) -> Record:
     """Decode an envelope this node verified when it first took it in (read back from the
     member's own encrypted store), without checking the signature again."""
+    return _decode(data, check_signature=False)
+
+
+def _decode(data: bytes, *, check_signature: bool) -> Record:
     parts = _slice_canonical(data)
     author, body, signature = parts if parts is not None else _read_envelope(data)
+    if check_signature:
+        try:
+            verify(author, SIGN_DOMAIN + body, signature)
+        except BadSignature as exc:
+            raise WireError(
+                "record signature does not match its author and body", "bad_signature"
+            ) from exc
     return Record(
         envelope=data,
         author=author,
