@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -90,7 +91,9 @@ def reconcile(
     return have, need, rounds, wire
 
 
-CASES = {
+Item = tuple[int, bytes]
+Case = Callable[[list[Item], random.Random], tuple[list[Item], list[Item]]]
+CASES: dict[str, Case] = {
     "equal": lambda shared, rng: (shared, shared),
     "disjoint": lambda shared, rng: (shared, items(len(shared), rng)),
     "one percent apart": lambda shared, rng: (
