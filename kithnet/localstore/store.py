@@ -586,6 +586,30 @@ class Store:
                 after = (rows[-1][0], rows[-1][1])
                 yield [row[2] for row in rows]
 
+    def sync_items(self, community: bytes) -> list[tuple[int, bytes]]:
+        """(created_at, id) of every record held for a community, its genesis included:
+        what catch-up sync reconciles."""
+        rows = self.db.execute(
+            "SELECT created_at, id FROM records WHERE community = ?1"
+            " UNION ALL SELECT created_at, id FROM records WHERE id = ?1",
+            (community,),
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def envelopes_for(self, community: bytes, ids: Sequence[bytes]) -> list[bytes]:
+        """The envelopes of those `ids` that belong to `community` (or are its genesis),
+        in (created_at, id) order; ids of other communities are not answered."""
+        found: list[tuple[int, bytes, bytes]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            found += self.db.execute(
+                f"SELECT created_at, id, envelope FROM records WHERE id IN ({marks})"  # noqa: S608
+                " AND (community = ? OR id = ?)",
+                (*chunk, community, community),
+            ).fetchall()
+        return [row[2] for row in sorted(found)]
+
     def status_of(self, record_id: bytes) -> tuple[str, str] | None:
         row = self.db.execute(
             "SELECT status, reason FROM records WHERE id = ?", (record_id,)
