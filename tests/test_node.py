@@ -1,0 +1,120 @@
+"""Real libp2p hosts on 127.0.0.1 with real stores: a post reaches another member by
+gossip, a member who was away catches up by sync, and a hostile peer's forged or
+malformed messages are neither stored nor forwarded."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+from kithnet.core.envelope import sign_record
+from kithnet.crypto.identity import Identity
+from kithnet.localstore.store import Store, now_ms
+from kithnet.node.node import Node, pack_message
+from kithnet.p2p.host import Peer, community_topic
+from tests.test_store_ingest import FAST_KDF
+
+Scenario = Callable[[Path], Awaitable[None]]
+
+
+def run(scenario: Scenario) -> None:
+    async def main() -> None:
+        with tempfile.TemporaryDirectory() as folder, trio.fail_after(60):
+            await scenario(Path(folder))
+
+    trio.run(main)
+
+
+def new_store(folder: Path, name: str) -> Store:
+    return Store.create(folder / name, "pass", name=name, kdf=FAST_KDF)
+
+
+def test_a_post_reaches_a_member_and_an_absent_member_catches_up() -> None:
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+            history = [
+                ann.publish(
+                    {"kind": "post", "community": genesis.id, "type": "post", "text": f"old {i}"}
+                )
+                for i in range(150)
+            ]
+            topic = community_topic(genesis.id)
+            async with (
+                Peer.running(ann.identity) as ann_peer,
+                Peer.running(bob.identity) as bob_peer,
+            ):
+                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+                await ann_node.follow(genesis.id)
+                await bob_node.follow(genesis.id)
+                await bob_peer.connect(ann_peer.addresses()[0])
+
+                # Bob was away for everything so far: sync brings all of it.
+                client = await bob_node.sync(ann_peer.peer_id, genesis.id)
+                assert client.received == len(history) + 1
+                assert bob.record_count() == ann.record_count()
+
+                # From now on gossip carries each post as it is written.
+                await ann_peer.wait_for_topic_peer(topic, bob_peer.peer_id)
+                post = await ann_node.post(
+                    {"kind": "post", "community": genesis.id, "type": "question", "text": "Loft?"}
+                )
+                await bob_node.wait_for_record(post.id)
+                assert bob.status_of(post.id) == ("allowed", "")
+                assert bob.feed(genesis.id, limit=1).posts[0].text == "Loft?"
+
+    run(scenario)
+
+
+def test_forged_and_malformed_messages_are_dropped_and_not_forwarded() -> None:
+    async def scenario(folder: Path) -> None:
+        hostile = Identity.generate()
+        with new_store(folder, "Bob") as bob, new_store(folder, "Cat") as cat:
+            genesis = sign_record(
+                hostile,
+                {
+                    "kind": "community",
+                    "name": "Bait",
+                    "visibility": "public",
+                    "created_at": now_ms(),
+                },
+            )
+            topic = community_topic(genesis.id)
+            forged = genesis.envelope[:-1] + bytes([genesis.envelope[-1] ^ 1])
+            async with (
+                Peer.running(hostile) as bad,
+                Peer.running(bob.identity) as bob_peer,
+                Peer.running(cat.identity) as cat_peer,
+            ):
+                bob_node, cat_node = Node(bob, bob_peer), Node(cat, cat_peer)
+                await bob_node.follow(genesis.id)
+                await cat_node.follow(genesis.id)
+                received: list[bytes] = []
+
+                async def keep(data: bytes, author: str) -> None:
+                    received.append(data)
+
+                await bad.subscribe(topic, lambda data: True, keep)
+                # The hostile peer reaches Cat only through Bob.
+                await bad.connect(bob_peer.addresses()[0])
+                await cat_peer.connect(bob_peer.addresses()[0])
+                await bad.wait_for_topic_peer(topic, bob_peer.peer_id)
+                await bob_peer.wait_for_topic_peer(topic, cat_peer.peer_id)
+
+                for junk in (forged, b"\x93not an envelope", pack_message([forged])):
+                    await bad.publish(topic, junk)
+                # A real record last: once Cat has it, the junk had its chance to arrive.
+                await bad.publish(topic, pack_message([genesis.envelope]))
+                await cat_node.wait_for_record(genesis.id)
+                await bob_node.wait_for_record(genesis.id)
+
+                for store in (bob, cat):
+                    assert store.record_count() == 2  # own profile and the genesis
+                assert bob_node.dropped["malformed"] >= 1
+                assert bob_node.dropped["bad_signature"] >= 1
+                assert cat_node.dropped == {}  # nothing bad was forwarded to Cat
+
+    run(scenario)
