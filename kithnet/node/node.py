@@ -101,25 +101,37 @@ class Node:
 
     # Catch-up sync --------------------------------------------------------------------
 
-    async def sync(self, peer_id: str, community: bytes) -> SyncClient:
-        """Reconcile a community with a member and exchange what each lacks."""
+    async def sync(self, peer_id: str, community: bytes, timeout: float = 300) -> SyncClient:
+        """Reconcile a community with a member and exchange what each lacks; raises
+        SyncError if the member breaks the protocol or it takes over `timeout` s."""
         stream = await self.peer.open_stream(peer_id, SYNC_PROTOCOL)
         client = SyncClient(self.store, community)
         reader = FrameReader()
         try:
-            await stream.write(b"".join(encode_frame(m) for m in client.start()))
-            while not client.done:
-                data = await stream.read(READ_SIZE)
-                if not data:
-                    raise SyncError("the member closed the sync before it ended")
-                replies = []
-                for message in reader.feed(data):
-                    replies += client.handle(message)
-                if replies:
-                    await stream.write(b"".join(encode_frame(m) for m in replies))
+            with trio.fail_after(timeout):
+                await self._converse(stream, client, reader)
+        except trio.TooSlowError:
+            raise SyncError(f"the sync with {peer_id} took over {timeout} s") from None
         finally:
             await stream.close()
         return client
+
+    async def _converse(self, stream: Any, client: SyncClient, reader: FrameReader) -> None:
+        opening = b"".join(encode_frame(m) for m in client.start())
+        client.bytes_out += len(opening)
+        await stream.write(opening)
+        while not client.done:
+            data = await stream.read(READ_SIZE)
+            if not data:
+                raise SyncError("the member closed the sync before it ended")
+            client.bytes_in += len(data)
+            replies = []
+            for message in reader.feed(data):
+                replies += client.handle(message)
+            if replies:
+                frames = b"".join(encode_frame(m) for m in replies)
+                client.bytes_out += len(frames)
+                await stream.write(frames)
 
     async def _serve_sync(self, stream: Any) -> None:
         server = SyncServer(self.store)

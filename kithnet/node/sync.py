@@ -4,8 +4,9 @@ each side takes a decoded message and returns the messages to send back.
 
 The client opens with a Negentropy message over the (created_at, id) of every record it
 holds for the community (the genesis included); the two sides reconcile; the client
-sends the records the server lacks and asks for the ones it lacks; the server answers
-with those, never with a record outside the community. Records sent are sorted by
+sends the records the server lacks, and the server sends, with each reply, the records
+the client's id lists showed it lacks (so that no id travels twice), never a record
+outside the community. Records sent are sorted by
 (created_at, id), so that the receiving store only appends, and pass its ingest pipeline
 like any record from the network.
 """
@@ -114,10 +115,13 @@ class SyncClient:
         self._negentropy = Negentropy(Storage(store.sync_items(community)), NEGENTROPY_FRAME_LIMIT)
         self._reconciled = False
         self._awaited: set[bytes] = set()
+        self._got: set[bytes] = set()
         self.done = False
         self.round_trips = 0
         self.sent = 0  # records sent to the server
         self.received = 0  # records received from it
+        self.bytes_out = 0  # on the wire, counted by the transport
+        self.bytes_in = 0
 
     def start(self) -> list[Message]:
         return [["open", SYNC_VERSION, self.community, self._negentropy.initiate()]]
@@ -135,10 +139,9 @@ class SyncClient:
                 envelopes = self.store.envelopes_for(self.community, have)
                 self.sent += len(envelopes)
                 out.extend(_record_batches(envelopes))
-            for start in range(0, len(need), IDS_PER_WANT):
-                chunk = need[start : start + IDS_PER_WANT]
-                self._awaited.update(chunk)
-                out.append(["want", chunk])
+            # The server sends what we lack without being asked (it saw our ids); some
+            # may have come already, pushed for a range listed again now.
+            self._awaited.update(set(need) - self._got)
             if following is not None:
                 out.append(["neg", following])
             else:
@@ -147,7 +150,9 @@ class SyncClient:
             envelopes = _byte_list(message[1], "records")
             self.store.ingest(envelopes)
             self.received += len(envelopes)
-            self._awaited.difference_update(_ids_of(envelopes))
+            got = _ids_of(envelopes)
+            self._got |= got
+            self._awaited -= got
         elif kind == "error":
             raise SyncError(f"the server ended the sync: {message[1:]!r}")
         else:
@@ -175,6 +180,7 @@ class SyncServer:
         self.store = store
         self.community: bytes | None = None
         self._negentropy: Negentropy | None = None
+        self._pushed: set[bytes] = set()
         self.done = False
         self.sent = 0
         self.received = 0
@@ -190,11 +196,11 @@ class SyncServer:
             self.community = community
             storage = Storage(self.store.sync_items(community))
             self._negentropy = Negentropy(storage, NEGENTROPY_FRAME_LIMIT)
-            return [["neg", self._reconcile(opening)]]
+            return self._reconcile(opening)
         if self._negentropy is None or self.community is None:
             raise SyncError(f"{kind!r} before the sync was opened")
         if kind == "neg" and len(message) == 2:
-            return [["neg", self._reconcile(message[1])]]
+            return self._reconcile(message[1])
         if kind == "want" and len(message) == 2:
             ids = _byte_list(message[1], "wanted ids", 32)
             envelopes = self.store.envelopes_for(self.community, ids)
@@ -210,11 +216,18 @@ class SyncServer:
             return []
         raise SyncError(f"unexpected {kind!r} message")
 
-    def _reconcile(self, data: object) -> bytes:
+    def _reconcile(self, data: object) -> list[Message]:
+        """The Negentropy reply, then the records the client showed it lacks."""
         assert self._negentropy is not None
+        assert self.community is not None
         if not isinstance(data, bytes):
             raise SyncError("a reconciliation message must be bytes")
         try:
-            return self._negentropy.reconcile(data)
+            reply, lacking = self._negentropy.reconcile_server(data)
         except NegentropyError as exc:
             raise SyncError(f"the client's reconciliation message is wrong: {exc}") from exc
+        lacking = [i for i in lacking if i not in self._pushed]  # a range can come twice
+        self._pushed.update(lacking)
+        envelopes = self.store.envelopes_for(self.community, lacking) if lacking else []
+        self.sent += len(envelopes)
+        return [["neg", reply], *_record_batches(envelopes)]

@@ -161,9 +161,15 @@ class Negentropy:
 
     def reconcile(self, message: bytes) -> bytes:
         """The server's reply to a client message."""
+        return self.reconcile_server(message)[0]
+
+    def reconcile_server(self, message: bytes) -> tuple[bytes, list[bytes]]:
+        """The server's reply, and the ids this message showed the client lacks (those in
+        ranges the client listed id by id): a server may send those items at once."""
         if self.is_initiator:
             raise NegentropyError("the initiator uses reconcile_client")
-        return self._reconcile(message, [], [])
+        lacking: list[bytes] = []
+        return self._reconcile(message, lacking, []), lacking
 
     # Both ---------------------------------------------------------------------------
 
@@ -240,7 +246,7 @@ class Negentropy:
                 for _, item_id in storage.items[lower:upper]:
                     if item_id in their_ids:
                         their_ids.discard(item_id)
-                    elif self.is_initiator:
+                    else:  # ours only: the client's "have", or what it lacks (server)
                         have.append(item_id)
                 if self.is_initiator:
                     skip = True
