@@ -201,6 +201,26 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import trio
+
+    from kithnet.node.daemon import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    with Store.open(_data_dir(args), _passphrase(args)) as store:
+        trio.run(
+            lambda: serve(
+                store,
+                args.listen or ["/ip4/0.0.0.0/tcp/4001"],
+                args.peer,
+                resync_interval=args.resync,
+            )
+        )
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -272,6 +292,28 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file", help="the backup file")
     _store_options(restore, data_dir_required=True)
     restore.set_defaults(handler=_cmd_restore)
+
+    serve = commands.add_parser(
+        "serve", help="run a node in the foreground until Ctrl-C, keeping communities reachable"
+    )
+    serve.add_argument(
+        "--listen",
+        action="append",
+        metavar="MULTIADDR",
+        help="where to listen (repeatable; default /ip4/0.0.0.0/tcp/4001)",
+    )
+    serve.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="a member to connect to, as /ip4/…/tcp/…/p2p/<peer id> (repeatable)",
+    )
+    serve.add_argument(
+        "--resync", type=float, default=60, metavar="SECONDS", help="seconds between syncs"
+    )
+    _store_options(serve)
+    serve.set_defaults(handler=_cmd_serve)
     return parser
 
 

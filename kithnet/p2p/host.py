@@ -146,6 +146,9 @@ class Peer:
     async def publish(self, topic: str, data: bytes) -> None:
         await self.pubsub.publish(topic, data)
 
+    def connected_peers(self) -> list[str]:
+        return [str(peer) for peer in self.host.get_connected_peers()]
+
     def topic_peers(self, topic: str) -> set[str]:
         return {str(peer) for peer in self.pubsub.peer_topics.get(topic, ())}
 
