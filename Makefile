@@ -55,6 +55,7 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_ingest.py --threads 2
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_propagation.py
+	$(BIN)/python bench/bench_throughput.py
 
 bench-store: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_store_queries.py

@@ -24,6 +24,8 @@ from kithnet.p2p.host import Peer, community_topic
 
 SYNC_PROTOCOL = "/kithnet/sync/1"
 MAX_ENVELOPES_PER_MESSAGE = 64
+OUTBOX_SIZE = 1024  # records waiting to be gossiped; `post` waits when it is full
+PUBLISH_INTERVAL = 0.02  # at most 50 gossip messages a second, of up to 64 records each
 READ_SIZE = 64 * 1024
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,9 @@ class Node:
         self.peer = peer
         self.dropped: Counter[str] = Counter()
         self._arrival = trio.Event()
+        self._outbox, self._outgoing = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_SIZE)
         peer.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
+        peer.start_soon(self._publisher)
 
     # Gossip ---------------------------------------------------------------------------
 
@@ -85,12 +89,39 @@ class Node:
         await self.peer.subscribe(community_topic(community), self._validate, self._on_message)
 
     async def post(self, fields: Mapping[str, Any]) -> Record:
-        """Store a record as this member (durable when this returns), then gossip it."""
+        """Store a record as this member (durable when this returns), then queue it for
+        gossip; waits while the queue is full rather than drop anything."""
         record = self.store.publish(fields)
         community = record.id if record.kind == "community" else record.community
         if community is not None:
-            await self.peer.publish(community_topic(community), pack_message([record.envelope]))
+            await self._outbox.send((community_topic(community), record.envelope))
         return record
+
+    async def _publisher(self) -> None:
+        """Gossip queued records: a record alone at once when the network is idle; under
+        load, what queues meanwhile in messages of up to 64 records, no more often than
+        every PUBLISH_INTERVAL. py-libp2p drops messages beyond 32 queued per peer, so
+        pacing keeps a burst from being lost; sync repairs what gossip still misses."""
+        async for topic, envelope in self._outgoing:
+            batches: dict[str, list[bytes]] = {topic: [envelope]}
+            deadline = trio.current_time() + PUBLISH_INTERVAL
+            while sum(len(b) for b in batches.values()) < MAX_ENVELOPES_PER_MESSAGE:
+                try:
+                    more_topic, more = self._outgoing.receive_nowait()
+                except trio.WouldBlock:
+                    if len(batches[topic]) == 1 and len(batches) == 1:
+                        break  # idle: send the single record now
+                    with trio.move_on_at(deadline):
+                        more_topic, more = await self._outgoing.receive()
+                        batches.setdefault(more_topic, []).append(more)
+                        continue
+                    break
+                batches.setdefault(more_topic, []).append(more)
+            for batch_topic, envelopes in batches.items():
+                for start in range(0, len(envelopes), MAX_ENVELOPES_PER_MESSAGE):
+                    chunk = envelopes[start : start + MAX_ENVELOPES_PER_MESSAGE]
+                    await self.peer.publish(batch_topic, pack_message(chunk))
+            await trio.sleep_until(deadline)
 
     async def wait_for_record(self, record_id: bytes, timeout: float = 10) -> None:
         """Return once the store holds `record_id`; raises trio.TooSlowError after

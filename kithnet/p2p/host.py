@@ -105,6 +105,10 @@ class Peer:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await host.close()  # closes every connection, not only the listeners
 
+    def start_soon(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run `task` for as long as the host runs."""
+        self._nursery.start_soon(task)
+
     @property
     def peer_id(self) -> str:
         return str(self.host.get_id())
