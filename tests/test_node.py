@@ -118,3 +118,40 @@ def test_forged_and_malformed_messages_are_dropped_and_not_forwarded() -> None:
                 assert cat_node.dropped == {}  # nothing bad was forwarded to Cat
 
     run(scenario)
+
+
+def test_a_burst_of_posts_all_arrive_by_gossip_alone() -> None:
+    """py-libp2p drops gossip beyond 32 queued messages per peer; batching and pacing
+    keep a member's burst from being lost (no sync in this test)."""
+
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+            bob.ingest([genesis.envelope])
+            topic = community_topic(genesis.id)
+            async with (
+                Peer.running(ann.identity) as ann_peer,
+                Peer.running(bob.identity) as bob_peer,
+            ):
+                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+                await ann_node.follow(genesis.id)
+                await bob_node.follow(genesis.id)
+                await bob_peer.connect(ann_peer.addresses()[0])
+                await ann_peer.wait_for_topic_peer(topic, bob_peer.peer_id)
+                text = "a long post " + "x" * 1000
+                posts = [
+                    await ann_node.post(
+                        {
+                            "kind": "post",
+                            "community": genesis.id,
+                            "type": "post",
+                            "text": f"{i} {text}",
+                        }
+                    )
+                    for i in range(1500)
+                ]
+                for post in posts:
+                    await bob_node.wait_for_record(post.id, timeout=30)
+                assert len(bob.sync_items(genesis.id)) == 1501
+
+    run(scenario)
