@@ -5,7 +5,8 @@ malformed messages are neither stored nor forwarded."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -28,6 +29,19 @@ def run(scenario: Scenario) -> None:
     trio.run(main)
 
 
+@asynccontextmanager
+async def connected_pair(
+    ann: Store, bob: Store, community: bytes
+) -> AsyncIterator[tuple[Node, Node]]:
+    """Two members' nodes following `community`, Bob connected to Ann."""
+    async with Peer.running(ann.identity) as ann_peer, Peer.running(bob.identity) as bob_peer:
+        ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+        await ann_node.follow(community)
+        await bob_node.follow(community)
+        await bob_peer.connect(ann_peer.addresses()[0])
+        yield ann_node, bob_node
+
+
 def new_store(folder: Path, name: str) -> Store:
     return Store.create(folder / name, "pass", name=name, kdf=FAST_KDF)
 
@@ -43,14 +57,8 @@ def test_a_post_reaches_a_member_and_an_absent_member_catches_up() -> None:
                 for i in range(150)
             ]
             topic = community_topic(genesis.id)
-            async with (
-                Peer.running(ann.identity) as ann_peer,
-                Peer.running(bob.identity) as bob_peer,
-            ):
-                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
-                await ann_node.follow(genesis.id)
-                await bob_node.follow(genesis.id)
-                await bob_peer.connect(ann_peer.addresses()[0])
+            async with connected_pair(ann, bob, genesis.id) as (ann_node, bob_node):
+                ann_peer, bob_peer = ann_node.peer, bob_node.peer
 
                 # Bob was away for everything so far: sync brings all of it.
                 client = await bob_node.sync(ann_peer.peer_id, genesis.id)
@@ -129,14 +137,8 @@ def test_a_burst_of_posts_all_arrive_by_gossip_alone() -> None:
             genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
             bob.ingest([genesis.envelope])
             topic = community_topic(genesis.id)
-            async with (
-                Peer.running(ann.identity) as ann_peer,
-                Peer.running(bob.identity) as bob_peer,
-            ):
-                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
-                await ann_node.follow(genesis.id)
-                await bob_node.follow(genesis.id)
-                await bob_peer.connect(ann_peer.addresses()[0])
+            async with connected_pair(ann, bob, genesis.id) as (ann_node, bob_node):
+                ann_peer, bob_peer = ann_node.peer, bob_node.peer
                 await ann_peer.wait_for_topic_peer(topic, bob_peer.peer_id)
                 text = "a long post " + "x" * 1000
                 posts = [
