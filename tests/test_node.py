@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
 from kithnet.core.envelope import sign_record
 from kithnet.crypto.identity import Identity
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.node import Node, pack_message
-from kithnet.p2p.host import Peer, community_topic
+from kithnet.p2p.host import Peer, RateLimiter, community_topic
 from tests.test_store_ingest import FAST_KDF
 
 Scenario = Callable[[Path], Awaitable[None]]
@@ -157,3 +158,46 @@ def test_a_burst_of_posts_all_arrive_by_gossip_alone() -> None:
                 assert len(bob.sync_items(genesis.id)) == 1501
 
     run(scenario)
+
+
+def test_rate_limiter_allows_bursts_then_the_steady_rate() -> None:
+    limiter = RateLimiter(rate=10, burst=5)
+    assert [limiter.allow("flood", 0.0) for _ in range(7)] == [True] * 5 + [False] * 2
+    assert limiter.allow("honest", 0.0)  # each neighbour has its own bucket
+    assert limiter.allow("flood", 0.1)  # 0.1 s at 10/s buys one more
+    assert not limiter.allow("flood", 0.1)
+
+
+def test_a_flooding_neighbour_is_throttled_while_honest_posts_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("kithnet.p2p.host.PEER_MESSAGES_PER_SECOND", 20.0)
+    monkeypatch.setattr("kithnet.p2p.host.PEER_MESSAGE_BURST", 20.0)
+
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+            bob.ingest([genesis.envelope])
+            topic = community_topic(genesis.id)
+            async with (
+                connected_pair(ann, bob, genesis.id) as (ann_node, bob_node),
+                Peer.running(Identity.generate()) as flooder,
+            ):
+                await flooder.subscribe(topic, lambda data: True, _ignore)
+                await flooder.connect(bob_node.peer.addresses()[0])
+                await flooder.wait_for_topic_peer(topic, bob_node.peer.peer_id)
+                await ann_node.peer.wait_for_topic_peer(topic, bob_node.peer.peer_id)
+                for number in range(400):
+                    await flooder.publish(topic, number.to_bytes(4, "big") * 8)
+                post = await ann_node.post(
+                    {"kind": "post", "community": genesis.id, "type": "post", "text": "still here"}
+                )
+                await bob_node.wait_for_record(post.id)
+                assert bob_node.peer.dropped["rate_limited"] > 0
+                assert bob.status_of(post.id) == ("allowed", "")
+
+    run(scenario)
+
+
+async def _ignore(data: bytes, author: str) -> None:
+    return None

@@ -11,6 +11,7 @@ relays and the daemon come next.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +40,50 @@ Handler = Callable[[bytes, str], Awaitable[None]]
 StreamHandler = Callable[[Any], Awaitable[None]]
 
 
+# Per forwarding peer: what an honest member's node sends even in a burst (up to 64 records
+# per message), far below what a flooder sends. Replaces py-libp2p's per-topic limit, which
+# also drops a member's own honest bursts.
+PEER_MESSAGES_PER_SECOND = 100.0
+PEER_MESSAGE_BURST = 200.0
+
+
+class RateLimiter:
+    """A token bucket per peer: `rate` messages a second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, time)
+
+    def allow(self, peer: str, now: float) -> bool:
+        tokens, then = self._buckets.get(peer, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        if tokens < 1:
+            self._buckets[peer] = (tokens, now)
+            return False
+        self._buckets[peer] = (tokens - 1, now)
+        return True
+
+
+class _ThrottledPubsub(Pubsub):
+    """Pubsub that drops a forwarding neighbour's messages beyond its rate before they
+    are looked at. (A refusal by a topic validator would be cached by message id, and the
+    same record would then be refused from honest neighbours too.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limiter = RateLimiter(PEER_MESSAGES_PER_SECOND, PEER_MESSAGE_BURST)
+        self.dropped: Counter[str] = Counter()
+
+    async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
+        if msg_forwarder != self.my_id and not self.limiter.allow(
+            str(msg_forwarder), trio.current_time()
+        ):
+            self.dropped["rate_limited"] += 1
+            return
+        await super().push_msg(msg_forwarder, msg)
+
+
 class P2PError(Exception):
     """A network operation failed; the message says which and why."""
 
@@ -62,10 +107,12 @@ def _key_pair(identity: Identity) -> KeyPair:
 class Peer:
     """A running libp2p host with pubsub; create it with `Peer.running(...)`."""
 
-    def __init__(self, host: Any, pubsub: Pubsub, nursery: trio.Nursery) -> None:
+    def __init__(self, host: Any, pubsub: _ThrottledPubsub, nursery: trio.Nursery) -> None:
         self.host = host
         self.pubsub = pubsub
         self._nursery = nursery
+        self.limiter = pubsub.limiter
+        self.dropped = pubsub.dropped  # messages refused before validation, by reason
 
     @classmethod
     @asynccontextmanager
@@ -89,7 +136,7 @@ class Peer:
             # limits peers itself.
             spam_protection_enabled=False,
         )
-        pubsub = Pubsub(host, router, msg_id_constructor=message_id, strict_signing=True)
+        pubsub = _ThrottledPubsub(host, router, msg_id_constructor=message_id, strict_signing=True)
         addresses = [multiaddr.Multiaddr(address) for address in listen]
         async with (
             host.run(addresses),
