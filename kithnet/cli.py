@@ -210,14 +210,228 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     with Store.open(_data_dir(args), _passphrase(args)) as store:
+        if args.listen:
+            store.set_setting("listen", args.listen)  # the next `serve` listens there too
         trio.run(
             lambda: serve(
                 store,
-                args.listen or ["/ip4/0.0.0.0/tcp/4001"],
+                args.listen or store.setting("listen") or ["/ip4/0.0.0.0/tcp/4001"],
                 args.peer,
                 resync_interval=args.resync,
             )
         )
+    return 0
+
+
+# Commands that act through a running node, or a node started for their duration.
+# name on the control socket -> whether it needs the network when no node runs.
+NODE_COMMANDS = {
+    "community.create": False,
+    "community.list": False,
+    "invite.create": True,
+    "join": True,
+    "post": True,
+    "feed": False,
+    "peers": False,
+    "status": False,
+}
+
+
+def _node_command(args: argparse.Namespace, name: str, params: dict[str, Any]) -> Any:
+    """Run a command in the member's running node, or, if none runs, in a node started
+    for this command alone."""
+    from kithnet.node.control import NoNode, call
+
+    data_dir = _data_dir(args)
+    try:
+        return call(data_dir, name, params)
+    except NoNode:
+        pass
+    with Store.open(data_dir, _passphrase(args)) as store:
+        if name in ("status", "peers"):
+            return _offline_status(store, name)
+        from kithnet.node.daemon import dispatch_locally
+
+        return dispatch_locally(store, name, params, network=NODE_COMMANDS[name])
+
+
+def _offline_status(store: Store, name: str) -> dict[str, Any]:
+    known = store.known_peers(limit=1000)
+    if name == "peers":
+        return {
+            "running": False,
+            "connected": [],
+            "known": len(known),
+        }
+    return {
+        "running": False,
+        "peer_id": store.peer_id,
+        "records": store.record_count(),
+        "communities": [{"id": c.id.hex(), "name": c.name} for c in store.communities()],
+        "known_peers": len(known),
+    }
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+
+
+def _cmd_community_create(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "community.create",
+        {
+            "name": args.name,
+            "description": args.description or "",
+            "tags": args.tag,
+            "private": args.private,
+        },
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        print(f"created {result['name']} ({result['id']})")
+    return 0
+
+
+def _cmd_community_list(args: argparse.Namespace) -> int:
+    result = _node_command(args, "community.list", {})
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    if not result:
+        print("you are in no community yet: `kithnet community create` or `kithnet join`")
+    for c in result:
+        roles = f"  ({', '.join(c['roles'])})" if c["roles"] else ""
+        print(
+            f"{c['name']}  {c['id'][:12]}  {c['members']} members, {c['unread']} unread,"
+            f" {c['peers_online']} online{roles}"
+        )
+    return 0
+
+
+def _cmd_invite_create(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "invite.create",
+        {"community": args.community, "uses": args.uses, "expires": args.expires},
+    )
+    if args.json:
+        _print(result, True)
+        return 0
+    print(result["code"])
+    uses = f"{result['uses']} uses" if result["uses"] else "any number of uses"
+    print(
+        f"invite to {result['community_name']}: {uses}, expires {_when(result['expires_at'])}",
+        file=sys.stderr,
+    )
+    if not result["addresses"]:
+        print(
+            "kithnet: this invite names no address to reach the community: run "
+            "`kithnet serve` so that newcomers can find your node",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_join(args: argparse.Namespace) -> int:
+    result = _node_command(args, "join", {"code": args.code})
+    if args.json:
+        _print(result, True)
+    elif result["status"] == "joined":
+        print(f"joined {result['name']} ({result['records']} records so far)")
+    elif result["status"] == "already a member":
+        print(f"you are already in {result['name']}")
+    else:
+        print(f"asked to join {result['name']}; waiting: {result['detail']}")
+    return 0
+
+
+def _cmd_post(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "post",
+        {
+            "community": args.community,
+            "text": args.text,
+            "kind": args.kind,
+            "skills": args.skill,
+            "reply_to": args.reply_to,
+        },
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        online = result["members_online"]
+        where = (
+            f"sent to {online} member{'s' if online != 1 else ''} online"
+            if online
+            else "no member is online now: it goes out when your node next connects"
+        )
+        print(f"posted {result['id']} to {result['community_name']}; {where}")
+    return 0
+
+
+def _cmd_feed(args: argparse.Namespace) -> int:
+    result = _node_command(args, "feed", {"community": args.community, "limit": args.limit})
+    if args.json:
+        _print(result, True)
+        return 0
+    if not result["posts"]:
+        print(f"nothing in {result['name']} yet")
+    for post in result["posts"]:
+        label = {"post": "", "question": "[question] ", "offer": "[offer] "}[post["type"]]
+        tags = f"  #{' #'.join(post['tags'])}" if post["tags"] else ""
+        replies = f"  ({post['replies']} replies)" if post["replies"] else ""
+        edited = " (edited)" if post["edited"] else ""
+        print(f"{_when(post['created_at'])}  {post['author_name'] or post['author'][:12]}")
+        print(f"  {label}{post['text']}{edited}{tags}{replies}")
+        print(f"  id {post['id']}")
+    return 0
+
+
+def _cmd_peers(args: argparse.Namespace) -> int:
+    result = _node_command(args, "peers", {})
+    if args.json:
+        _print(result, True)
+        return 0
+    if not result["running"]:
+        print(f"no node is running ({result['known']} members' nodes known): `kithnet serve`")
+        return 0
+    if not result["connected"]:
+        print(f"connected to nobody ({result['known']} members' nodes known)")
+    for peer in result["connected"]:
+        who = peer["name"] or "(not in your communities)"
+        communities = ", ".join(peer["communities"]) or "-"
+        print(f"{who}  {peer['peer_id']}  in: {communities}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    result = _node_command(args, "status", {})
+    if args.json:
+        _print(result, True)
+        return 0
+    if not result["running"]:
+        print("no node is running: `kithnet serve` starts one")
+        print(f"records: {result['records']}, known members' nodes: {result['known_peers']}")
+        return 0
+    print(f"peer id: {result['peer_id']}  (up {result['uptime_s']:.0f} s)")
+    for address in result["listen"]:
+        print(f"listening on {address}")
+    print(f"connected peers: {result['peers']}, records: {result['records']}")
+    for c in result["communities"]:
+        syncing = f", syncing with {c['syncing']}" if c["syncing"] else ""
+        last = f", last sync {_when(c['last_sync'])}" if c["last_sync"] else ""
+        print(
+            f"  {c['name']}: {c['peers']} peers, {c['records']} records,"
+            f" {c['received_by_sync']} caught up{syncing}{last}"
+        )
+    if result["dropped"]:
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(result["dropped"].items()))
+        print(f"refused from the network: {dropped}")
+    if result["banned"]:
+        print(f"banned for misbehaving: {', '.join(result['banned'])}")
     return 0
 
 
@@ -314,6 +528,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _store_options(serve)
     serve.set_defaults(handler=_cmd_serve)
+
+    community = commands.add_parser("community", help="create and list communities")
+    community_commands = community.add_subparsers(
+        title="community commands", dest="community_command", metavar="COMMAND", required=True
+    )
+    create = community_commands.add_parser("create", help="start a new community")
+    create.add_argument("name", help="its name")
+    create.add_argument("--description", metavar="TEXT", help="what it is for")
+    create.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="a topic, skill or place"
+    )
+    create.add_argument("--private", action="store_true", help="a private community")
+    _store_options(create)
+    create.set_defaults(handler=_cmd_community_create)
+    listing = community_commands.add_parser("list", help="the communities you are in")
+    _store_options(listing)
+    listing.set_defaults(handler=_cmd_community_list)
+
+    invite_group = commands.add_parser("invite", help="invite people to a community")
+    invite_commands = invite_group.add_subparsers(
+        title="invite commands", dest="invite_command", metavar="COMMAND", required=True
+    )
+    invite_create = invite_commands.add_parser("create", help="make an invite code")
+    invite_create.add_argument("community", help="the community's name or id")
+    invite_create.add_argument("--uses", type=int, metavar="N", help="how many may join with it")
+    invite_create.add_argument(
+        "--expires", default="7d", metavar="DURATION", help="e.g. 30m, 12h, 7d, 2w (default 7d)"
+    )
+    _store_options(invite_create)
+    invite_create.set_defaults(handler=_cmd_invite_create)
+
+    join = commands.add_parser("join", help="join a community with an invite code")
+    join.add_argument("code", help="the invite code (kith1...)")
+    _store_options(join)
+    join.set_defaults(handler=_cmd_join)
+
+    post = commands.add_parser("post", help="write a post, a question or an offer")
+    post.add_argument("community", help="the community's name or id")
+    post.add_argument("text", help="what to say")
+    post.add_argument("--kind", choices=("post", "question", "offer"), default="post")
+    post.add_argument(
+        "--skill", action="append", default=[], metavar="SKILL", help="a skill it is about"
+    )
+    post.add_argument("--reply-to", metavar="ID", help="the post this answers")
+    _store_options(post)
+    post.set_defaults(handler=_cmd_post)
+
+    feed = commands.add_parser("feed", help="the newest posts of a community")
+    feed.add_argument("community", help="the community's name or id")
+    feed.add_argument("--limit", type=int, default=20, metavar="N")
+    _store_options(feed)
+    feed.set_defaults(handler=_cmd_feed)
+
+    peers = commands.add_parser("peers", help="the members' nodes you are connected to")
+    _store_options(peers)
+    peers.set_defaults(handler=_cmd_peers)
+
+    status = commands.add_parser("status", help="your node: addresses, peers, sync")
+    _store_options(status)
+    status.set_defaults(handler=_cmd_status)
     return parser
 
 
@@ -332,6 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StoreError, RecordError, CryptoError) as exc:
         print(f"kithnet: {exc}", file=sys.stderr)
         return 1
+
     except EOFError:
         print("kithnet: no passphrase was typed; nothing was changed", file=sys.stderr)
         return 2
@@ -342,4 +617,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kithnet: interrupted; nothing was changed", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from kithnet.node.commands import CommandError
+        from kithnet.node.control import ControlError
+        from kithnet.p2p.host import P2PError
+
+        if not isinstance(exc, (CommandError, ControlError, P2PError)):
+            raise
+        print(f"kithnet: {exc}", file=sys.stderr)
+        return 1
     return result

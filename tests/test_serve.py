@@ -99,7 +99,8 @@ def test_a_member_who_was_away_catches_up_from_a_serving_node(tmp_path: Path) ->
         bob_node = start(bob_dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--peer", address)
         try:
             synced = wait_for_line(bob_node, r"synced .* received")
-            assert re.search(r": (\d+) received, 1 sent", synced), synced  # Bob's join
+            # Bob sends his join and his profile.
+            assert re.search(r": (\d+) received, 2 sent", synced), synced
         finally:
             stop(bob_node)
     finally:
@@ -107,9 +108,10 @@ def test_a_member_who_was_away_catches_up_from_a_serving_node(tmp_path: Path) ->
 
     with Store.open(bob_dir, PASSPHRASE) as bob, Store.open(ann_dir, PASSPHRASE) as ann:
         assert ann.has_record(join.id)
-        # Ann gained Bob's join; Bob holds everything of the community and his own
-        # profile (profiles travel between members with issue 5, not by community sync).
-        assert ann.record_count() == ann_records + 1
+        # Ann gained Bob's join and profile; both hold the same community history
+        # and profiles of its members.
+        assert ann.record_count() == ann_records + 2
+        assert ann.profile(bob_identity.public_key).name == "Bob"
         assert {i for _, i in bob.sync_items(genesis.id)} == {
             i for _, i in ann.sync_items(genesis.id)
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -24,6 +25,7 @@ from kithnet.core.envelope import Record, decode, sign_record
 from kithnet.core.errors import RecordError
 from kithnet.core.validation import validate
 from kithnet.crypto.identity import Identity
+from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.kdf import KdfParams
 from kithnet.localstore import views
 from kithnet.localstore.errors import (
@@ -49,6 +51,9 @@ APP_NAME = "Kithnet"
 DATABASE_PREFIX = "store-"
 # Records kept while they wait for a dependency (about 40 MB of envelopes at most).
 MAX_PENDING = 100_000
+# The peer book: members' nodes worth dialling, and how many addresses each.
+MAX_PEERS = 1000
+MAX_PEER_ADDRESSES = 8
 
 
 def default_data_dir() -> Path:
@@ -202,6 +207,13 @@ def check_batch(envelopes: Iterable[bytes], *, now: int) -> CheckedBatch:
         outcomes.append(None)
         records.append((index, record))
     return CheckedBatch(outcomes, records, refused)
+
+
+# The newest profiles of a community's members (?1) and of this member (?2).
+_MEMBER_PROFILES = (
+    "member IN (SELECT member FROM members WHERE community = ?1)"
+    " OR member IN (SELECT member FROM roles WHERE community = ?1) OR member = ?2"
+)
 
 
 class Store:
@@ -587,26 +599,37 @@ class Store:
                 yield [row[2] for row in rows]
 
     def sync_items(self, community: bytes) -> list[tuple[int, bytes]]:
-        """(created_at, id) of every record held for a community, its genesis included:
-        what catch-up sync reconciles."""
+        """(created_at, id) of every record held for a community, its genesis included,
+        and the profiles of its members (and of this member, who may be joining): what
+        catch-up sync reconciles. Only records in effect: one that waits or was refused
+        stays here (a post by someone who never joined must not spread)."""
         rows = self.db.execute(
-            "SELECT created_at, id FROM records WHERE community = ?1"
-            " UNION ALL SELECT created_at, id FROM records WHERE id = ?1",
-            (community,),
+            "SELECT created_at, id FROM records WHERE community = ?1"  # noqa: S608
+            " UNION ALL SELECT created_at, id FROM records WHERE id = ?1"
+            f" UNION ALL SELECT created_at, record_id FROM profiles WHERE {_MEMBER_PROFILES}",
+            (community, self.identity.public_key),
         ).fetchall()
-        return [(row[0], row[1]) for row in rows]
+        held_back = {
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM records WHERE community = ? AND status != 'allowed'",
+                (community,),
+            )
+        }
+        return [(row[0], row[1]) for row in rows if row[1] not in held_back]
 
     def envelopes_for(self, community: bytes, ids: Sequence[bytes]) -> list[bytes]:
-        """The envelopes of those `ids` that belong to `community` (or are its genesis),
-        in (created_at, id) order; ids of other communities are not answered."""
+        """The envelopes of those `ids` that belong to `community` (or are its genesis,
+        or are profiles), in (created_at, id) order; ids of other communities' records
+        are not answered."""
         found: list[tuple[int, bytes, bytes]] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
+            marks = ", ".join(f"?{number + 2}" for number in range(len(chunk)))
             found += self.db.execute(
                 f"SELECT created_at, id, envelope FROM records WHERE id IN ({marks})"  # noqa: S608
-                " AND (community = ? OR id = ?)",
-                (*chunk, community, community),
+                " AND (community = ?1 OR id = ?1 OR kind = 'profile') AND status = 'allowed'",
+                (community, *chunk),
             ).fetchall()
         return [row[2] for row in sorted(found)]
 
@@ -656,6 +679,102 @@ class Store:
                 "INSERT OR REPLACE INTO reads SELECT id,"
                 " (SELECT coalesce(max(seq), 0) FROM records), 0 FROM communities"
             )
+
+    def followed_communities(self) -> list[bytes]:
+        """The communities this member's node takes part in: those it belongs to, and
+        those it has asked to join (its join waits for the community's history)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT community FROM records WHERE author = ? AND community IS NOT NULL"
+            " AND status != 'denied' AND kind IN ('join', 'post', 'invite')",
+            (self.identity.public_key,),
+        ).fetchall()
+        found = {c.id for c in self.communities()} | {row[0] for row in rows}
+        left = {c for c in found if self._has_left(c)}
+        return sorted(found - left)
+
+    def _has_left(self, community: bytes) -> bool:
+        row = self.db.execute(
+            "SELECT joined FROM members WHERE community = ? AND member = ?",
+            (community, self.identity.public_key),
+        ).fetchone()
+        owner = self.db.execute(
+            "SELECT 1 FROM roles WHERE community = ? AND member = ?",
+            (community, self.identity.public_key),
+        ).fetchone()
+        return row is not None and row[0] == 0 and owner is None
+
+    def community(self, community: bytes) -> views.Community | None:
+        """A community this store holds the genesis of, member or not."""
+        return views.community(self.db, community, self.identity.public_key)
+
+    # Peer book ------------------------------------------------------------------------
+
+    def remember_peer(self, peer_id: str, addresses: Sequence[str], source: str) -> None:
+        """Keep where a member's node can be reached (newest addresses first, at most
+        MAX_PEER_ADDRESSES); the peer book holds at most MAX_PEERS, forgetting those
+        that failed most and connected least recently."""
+        addresses = [a for a in addresses if a.endswith("/p2p/" + peer_id)]
+        if not addresses or peer_id == self.peer_id:
+            return
+        with self._transaction():
+            row = self.db.execute(
+                "SELECT addresses FROM peers WHERE peer_id = ?", (peer_id,)
+            ).fetchone()
+            known = json.loads(row[0]) if row else []
+            merged = list(dict.fromkeys([*addresses, *known]))[:MAX_PEER_ADDRESSES]
+            self.db.execute(
+                "INSERT INTO peers (peer_id, addresses, source, learnt_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (peer_id) DO UPDATE SET addresses = excluded.addresses",
+                (peer_id, json.dumps(merged), source, now_ms()),
+            )
+            self.db.execute(
+                "DELETE FROM peers WHERE peer_id IN (SELECT peer_id FROM peers"
+                " ORDER BY failures ASC, coalesce(last_connected, learnt_at) DESC"
+                " LIMIT -1 OFFSET ?)",
+                (MAX_PEERS,),
+            )
+
+    def peer_connected(self, peer_id: str) -> None:
+        with self._transaction():
+            self.db.execute(
+                "UPDATE peers SET last_connected = ?, failures = 0 WHERE peer_id = ?",
+                (now_ms(), peer_id),
+            )
+
+    def peer_failed(self, peer_id: str) -> None:
+        with self._transaction():
+            self.db.execute(
+                "UPDATE peers SET failures = failures + 1 WHERE peer_id = ?", (peer_id,)
+            )
+
+    def known_peers(self, *, limit: int = 50) -> list[tuple[str, list[str]]]:
+        """Peers to dial, most promising first: fewest failures, most recently seen."""
+        rows = self.db.execute(
+            "SELECT peer_id, addresses FROM peers"
+            " ORDER BY failures ASC, coalesce(last_connected, learnt_at) DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(row[0], json.loads(row[1])) for row in rows]
+
+    def peers_of(self, community: bytes, *, limit: int = 50) -> list[tuple[str, list[str]]]:
+        """Known addresses of the community's members' nodes (for invites and peer
+        exchange), most promising first."""
+        members = {peer_id_of(m.member) for m in self.members(community)}
+        return [p for p in self.known_peers(limit=MAX_PEERS) if p[0] in members][:limit]
+
+    def setting(self, name: str) -> Any:
+        row = self.db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_setting(self, name: str, value: Any) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO settings VALUES (?, ?)", (name, json.dumps(value))
+            )
+
+    @property
+    def peer_id(self) -> str:
+        return peer_id_of(self.identity.public_key)
 
     def members(self, community: bytes) -> list[views.Member]:
         return views.members(self.db, community)

@@ -322,6 +322,20 @@ def communities(db: Any, me: bytes) -> list[Community]:
     ]
 
 
+def community(db: Any, community_id: bytes, me: bytes) -> Community | None:
+    """A community whose genesis this store holds, whether or not this member is in it."""
+    row = db.execute(
+        "SELECT c.id, c.name, c.description, c.tags, c.visibility,"
+        " (SELECT group_concat(role, ' ') FROM roles AS r WHERE r.community = c.id"
+        "  AND r.member = ?2)"
+        " FROM communities AS c WHERE c.id = ?1",
+        (community_id, me),
+    ).fetchone()
+    if row is None:
+        return None
+    return Community(row[0], row[1], row[2], _split(row[3]), row[4], _split(row[5] or ""))
+
+
 def unread_counts(db: Any) -> dict[bytes, int]:
     """For each community, the visible posts by others that arrived since this member
     last read it (a counter the judge keeps, so this never counts)."""

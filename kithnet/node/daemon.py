@@ -1,43 +1,50 @@
-"""`kithnet serve`: a node in the foreground, for an always-on machine that keeps its
-communities reachable. It follows every community the member belongs to, connects to the
-members it is told about, syncs each shared community with every connected member now and
-then, logs peers and sync to stderr, and stops cleanly on SIGINT or SIGTERM.
+"""Running a node: `kithnet serve` in the foreground, or a node started for one command.
 
-First step of issue 4: the control socket, discovery from invites and the DHT, and
-relays come next.
+`serve` follows every community the member takes part in, dials the members its peer
+book knows (and any given with --peer), catches up with each member on connecting and
+every `resync_interval` seconds, announces its communities in the DHT and looks there for
+members of a community none of whose members it reaches, answers commands on the control
+socket, logs peers and sync to stderr, and stops cleanly on SIGINT or SIGTERM: everything
+it stored is already durable, since the store commits each batch before it returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import trio
 
 from kithnet.localstore.store import Store
-from kithnet.node.node import Node
-from kithnet.node.sync import SyncError
+from kithnet.node.commands import Commands
+from kithnet.node.control import serving
+from kithnet.node.node import TARGET_PEERS, Node
+from kithnet.p2p.dht import CommunityDht
 from kithnet.p2p.host import P2PError, Peer
 
 log = logging.getLogger("kithnet.serve")
+T = TypeVar("T")
+
+DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/4001",)
+TEMPORARY_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
 
-async def _sync_round(node: Node, communities: Sequence[bytes]) -> None:
-    for peer_id in node.peer.connected_peers():
-        for community in communities:
-            try:
-                client = await node.sync(peer_id, community, timeout=120)
-            except (SyncError, P2PError) as exc:
-                log.info("sync of %s with %s failed: %s", community.hex()[:12], peer_id, exc)
-                continue
-            log.info(
-                "synced %s with %s: %d received, %d sent",
-                community.hex()[:12],
-                peer_id,
-                client.received,
-                client.sent,
-            )
+@contextlib.asynccontextmanager
+async def running_node(
+    store: Store, listen: Sequence[str], *, announce: bool = True
+) -> AsyncIterator[Node]:
+    """A node following every community the member takes part in."""
+    try:
+        async with Peer.running(store.identity, listen) as peer:
+            node = Node(store, peer, announce=announce)
+            for community in store.followed_communities():
+                await node.follow(community)
+            yield node
+    except OSError as exc:
+        raise P2PError(f"cannot listen on {', '.join(listen)}: {exc.strerror or exc}") from exc
 
 
 async def serve(
@@ -48,16 +55,23 @@ async def serve(
     resync_interval: float = 60,
 ) -> None:
     """Run until SIGINT or SIGTERM (or cancellation)."""
-    communities = [c.id for c in store.communities()]
-    async with Peer.running(store.identity, listen) as peer:
-        node = Node(store, peer)
-        for community in communities:
-            await node.follow(community)
+    async with running_node(store, listen) as node:
+        peer = node.peer
+        store.set_setting("announce", peer.addresses())
+        peer.on_connect(_log_connect)
+        peer.on_disconnect(_log_disconnect)
         for address in peer.addresses():
             log.info("listening on %s", address)
-        log.info("following %d communities", len(communities))
+        log.info("following %d communities", len(node.following))
+        commands = Commands(node)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
+            async with (
+                CommunityDht.running(peer) as dht,
+                serving(store.data_dir, commands.dispatch) as path,
+                trio.open_nursery() as nursery,
+            ):
+                log.info("control socket %s", path)
+                nursery.start_soon(dht.keep_providing, lambda: sorted(node.following))
 
                 async def stop_on_signal() -> None:
                     async for received in signals:
@@ -68,11 +82,55 @@ async def serve(
                 nursery.start_soon(stop_on_signal)
                 for address in peers:
                     try:
-                        peer_id = await peer.connect(address)
-                        log.info("connected to %s", peer_id)
+                        await node.connect(address)
                     except P2PError as exc:
                         log.warning("%s", exc)
+                await node.dial_known()
                 while True:
-                    await _sync_round(node, communities)
                     await trio.sleep(resync_interval)
+                    if len(peer.connected_peers()) < TARGET_PEERS:
+                        await node.dial_known()
+                    await _find_lost_communities(node, dht)
+                    await node.sync_all()
     log.info("stopped")
+
+
+async def _find_lost_communities(node: Node, dht: CommunityDht) -> None:
+    """For each community no connected peer takes part in (its bootstrap members are
+    gone, say), ask the DHT for members who announced it and dial them."""
+    for community in sorted(node.following):
+        if node.community_peers(community):
+            continue
+        for address in await dht.find_members(community, limit=5):
+            try:
+                await node.connect(address, source="dht")
+            except P2PError as exc:
+                log.debug("%s", exc)
+                continue
+            log.info("found a member of %s through the DHT", community.hex()[:12])
+            break
+
+
+async def _log_connect(peer_id: str) -> None:
+    log.info("connected to %s", peer_id)
+
+
+async def _log_disconnect(peer_id: str) -> None:
+    log.info("disconnected from %s", peer_id)
+
+
+async def run_command(
+    store: Store, command: Callable[[Commands], Awaitable[T]], *, network: bool
+) -> T:
+    """Run one command on a node started for it alone (no node is running). A command
+    that needs the network dials the members the peer book knows first."""
+    async with running_node(store, TEMPORARY_LISTEN, announce=False) as node:
+        commands = Commands(node, temporary=True)
+        if network:
+            await node.dial_known(timeout=10)
+        return await command(commands)
+
+
+def dispatch_locally(store: Store, name: str, args: dict[str, Any], *, network: bool) -> Any:
+    """Run a control command without a running node (blocking)."""
+    return trio.run(lambda: run_command(store, lambda c: c.dispatch(name, args), network=network))

@@ -1,9 +1,12 @@
-"""The running node: wires a member's store to their libp2p host. Records from the
-network are checked before they are stored or forwarded; records this member writes are
-stored (durably) and then gossiped; catch-up sync runs over `/kithnet/sync/1`.
+"""The running node: wires a member's store to their libp2p host.
 
-First step of issue 4: gossip per community and sync with a known member. The daemon,
-the control socket, discovery and flow control come next.
+- Gossip: a message's records are decoded, verified, judged and stored before the message
+  is forwarded; a forged, malformed or unauthorised one is refused (its forwarder loses
+  score) and a replay is dropped without blame.
+- Records this member writes are stored (durably) and then gossiped with flow control.
+- On every new connection the two nodes swap the addresses of members they know (peer
+  exchange, `/kithnet/peers/1`) and catch up every community they share (`/kithnet/sync/1`);
+  so what a member wrote while offline goes out when it reconnects.
 """
 
 from __future__ import annotations
@@ -11,22 +14,28 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import trio
 
 from kithnet.core.envelope import Record
-from kithnet.core.validation import accept
+from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
-from kithnet.p2p.host import Peer, community_topic
+from kithnet.p2p.host import INVALID_PENALTY, P2PError, Peer, Verdict, community_topic
 
 SYNC_PROTOCOL = "/kithnet/sync/1"
+PEERS_PROTOCOL = "/kithnet/peers/1"
 MAX_ENVELOPES_PER_MESSAGE = 64
 OUTBOX_SIZE = 1024  # records waiting to be gossiped; `post` waits when it is full
 PUBLISH_INTERVAL = 0.02  # at most 50 gossip messages a second, of up to 64 records each
 READ_SIZE = 64 * 1024
+MAX_EXCHANGED_PEERS = 32  # addresses one peer exchange answers with
+TARGET_PEERS = 8  # below this many connections, dial what peer exchange taught us
+SUBSCRIPTION_WAIT = 3.0  # how long a new peer has to tell us its communities
+SYNC_TIMEOUT = 300.0
 
 log = logging.getLogger(__name__)
 
@@ -52,50 +61,110 @@ def unpack_message(data: bytes) -> list[bytes] | None:
     return envelopes
 
 
+@dataclass(slots=True)
+class SyncProgress:
+    """The latest catch-up of one community with one peer (for `kithnet status`)."""
+
+    peer: str
+    community: bytes
+    started: int  # ms since the epoch
+    finished: int | None = None
+    received: int = 0
+    sent: int = 0
+    error: str = ""
+
+
 class Node:
     """A member's store and host, working together."""
 
-    def __init__(self, store: Store, peer: Peer) -> None:
+    def __init__(self, store: Store, peer: Peer, *, announce: bool = True) -> None:
         self.store = store
         self.peer = peer
+        self.announce = announce  # tell peers our addresses (not for a short-lived node)
+        self.following: set[bytes] = set()
         self.dropped: Counter[str] = Counter()
+        self.syncs: dict[tuple[str, bytes], SyncProgress] = {}  # the latest, per peer
+        self.received_by_sync: Counter[bytes] = Counter()  # records, per community
+        self._sync_locks: dict[bytes, trio.Lock] = {}
+        self.sent_by_sync: Counter[bytes] = Counter()
         self._arrival = trio.Event()
         self._outbox, self._outgoing = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_SIZE)
+        self._dialling: set[str] = set()
+        self._unsent = 0  # records queued for gossip and not yet published
+        self._all_sent = trio.Event()
         peer.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
+        peer.set_stream_handler(PEERS_PROTOCOL, self._serve_peers)
+        peer.on_connect(self._on_connect)
         peer.start_soon(self._publisher)
 
     # Gossip ---------------------------------------------------------------------------
 
-    def _validate(self, data: bytes) -> bool:
-        """Runs before a message is delivered or forwarded: every record in it must
-        decode, verify and validate, or the whole message is dropped and counted."""
+    def _validate(self, data: bytes) -> Verdict:
+        """Runs before a message is delivered or forwarded. Every record in it must
+        decode, verify and validate, and none may be refused by authority, or the whole
+        message is rejected (and counted); a message holding nothing new is a replay, and
+        one holding nothing that takes effect now is waiting: both are ignored. Accepted
+        records are stored here, before anyone else sees them."""
         envelopes = unpack_message(data)
         if envelopes is None:
             self.dropped["malformed"] += 1
-            return False
-        now = now_ms()
-        return all(accept(envelope, now, self.dropped) is not None for envelope in envelopes)
-
-    async def _on_message(self, data: bytes, author: str) -> None:
-        envelopes = unpack_message(data)
-        if envelopes is None:  # the validator let it through: cannot happen
-            return
-        self.store.ingest(envelopes)
+            return "reject"
+        batch = self.store.check_batch(envelopes)
+        if batch.refused:
+            self.dropped.update(batch.refused)
+            return "reject"
+        try:
+            outcomes = self.store.ingest_checked(batch)
+        except StoreError as exc:  # a full disk, say: keep nothing, pass nothing on
+            log.warning("could not store gossiped records: %s", exc)
+            self.dropped["store_error"] += 1
+            return "ignore"
+        refused = [o for o in outcomes if o.status == "rejected"]
+        if refused:
+            self.dropped.update(o.reason for o in refused)
+            return "reject"
+        if all(o.status == "duplicate" for o in outcomes):
+            self.dropped["replayed"] += 1
+            return "ignore"
+        if not any(o.status == "stored" for o in outcomes):
+            # Waiting for what it depends on (a post by someone who never joined, say):
+            # kept, bounded and hidden, but not passed on; sync brings it if it is real.
+            self.dropped["waiting"] += 1
+            return "ignore"
         self._arrival.set()
         self._arrival = trio.Event()
+        return "accept"
+
+    async def _on_message(self, data: bytes, author: str) -> None:
+        """Delivery after validation: the records are already stored."""
 
     async def follow(self, community: bytes) -> None:
-        """Take part in a community's gossip."""
+        """Take part in a community's gossip (once)."""
+        if community in self.following:
+            return
+        self.following.add(community)
         await self.peer.subscribe(community_topic(community), self._validate, self._on_message)
 
     async def post(self, fields: Mapping[str, Any]) -> Record:
         """Store a record as this member (durable when this returns), then queue it for
         gossip; waits while the queue is full rather than drop anything."""
         record = self.store.publish(fields)
-        community = record.id if record.kind == "community" else record.community
-        if community is not None:
-            await self._outbox.send((community_topic(community), record.envelope))
+        await self.send(record)
         return record
+
+    async def send(self, record: Record) -> None:
+        """Queue a stored record of this member's for gossip: in its community, or (a
+        profile, say) in every community this member follows."""
+        community = record.id if record.kind == "community" else record.community
+        for target in [community] if community is not None else sorted(self.following):
+            self._unsent += 1
+            await self._outbox.send((community_topic(target), record.envelope))
+
+    async def flush(self, timeout: float = 30) -> None:
+        """Return once everything queued so far has been handed to gossip."""
+        with trio.move_on_after(timeout):
+            while self._unsent:
+                await self._all_sent.wait()
 
     async def _publisher(self) -> None:
         """Gossip queued records: a record alone at once when the network is idle; under
@@ -117,10 +186,18 @@ class Node:
                         continue
                     break
                 batches.setdefault(more_topic, []).append(more)
+            published = 0
             for batch_topic, envelopes in batches.items():
                 for start in range(0, len(envelopes), MAX_ENVELOPES_PER_MESSAGE):
+                    if published:  # several communities at once: pace every message
+                        await trio.sleep(PUBLISH_INTERVAL)
                     chunk = envelopes[start : start + MAX_ENVELOPES_PER_MESSAGE]
                     await self.peer.publish(batch_topic, pack_message(chunk))
+                    published += 1
+                self._unsent -= len(envelopes)
+            if not self._unsent:
+                self._all_sent.set()
+                self._all_sent = trio.Event()
             await trio.sleep_until(deadline)
 
     async def wait_for_record(self, record_id: bytes, timeout: float = 10) -> None:
@@ -130,11 +207,145 @@ class Node:
             while not self.store.has_record(record_id):
                 await self._arrival.wait()
 
+    def community_peers(self, community: bytes) -> set[str]:
+        """Connected peers that take part in a community's gossip."""
+        return self.peer.topic_peers(community_topic(community))
+
+    # Connections ----------------------------------------------------------------------
+
+    async def _on_connect(self, peer_id: str) -> None:
+        """A new connection: learn and share addresses, then catch up what we share."""
+        self.store.peer_connected(peer_id)
+        await self.exchange_peers(peer_id)
+        shared = await self._shared_communities(peer_id)
+        for community in shared:
+            await self.sync_logged(peer_id, community)
+
+    async def _shared_communities(self, peer_id: str) -> list[bytes]:
+        """The communities we follow that `peer_id` takes part in, once its
+        subscriptions arrive (GossipSub sends them on connecting)."""
+        deadline = trio.current_time() + SUBSCRIPTION_WAIT
+        while True:
+            shared = [c for c in sorted(self.following) if peer_id in self.community_peers(c)]
+            if shared or trio.current_time() >= deadline:
+                return shared
+            await trio.sleep(0.05)
+
+    async def connect(self, address: str, source: str = "manual") -> str:
+        """Connect to a member's node at `address` and remember where it was."""
+        peer_id = await self.peer.connect(address)
+        self.store.remember_peer(peer_id, [address], source)
+        self.store.peer_connected(peer_id)
+        return peer_id
+
+    async def dial_known(self, *, limit: int = TARGET_PEERS, timeout: float = 10) -> int:
+        """Dial peers from the peer book (most promising first) until `limit` are
+        connected; returns how many connections are up afterwards."""
+        connected = set(self.peer.connected_peers())
+        candidates = [
+            (peer_id, addresses)
+            for peer_id, addresses in self.store.known_peers(limit=4 * limit)
+            if peer_id not in connected and peer_id not in self._dialling
+        ]
+        wanted = max(0, limit - len(connected))
+        if not wanted or not candidates:
+            return len(connected)
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                for peer_id, addresses in candidates[: 2 * wanted]:
+                    nursery.start_soon(self._dial, peer_id, addresses, timeout)
+        return len(self.peer.connected_peers())
+
+    async def _top_up(self) -> None:
+        await self.dial_known()
+
+    async def _dial(self, peer_id: str, addresses: list[str], timeout: float) -> None:
+        if self.peer.is_banned(peer_id):
+            return
+        self._dialling.add(peer_id)
+        try:
+            for address in addresses:
+                try:
+                    await self.peer.connect(address, timeout=timeout)
+                except P2PError as exc:
+                    log.debug("could not dial %s: %s", address, exc)
+                    continue
+                return
+            self.store.peer_failed(peer_id)
+        finally:
+            self._dialling.discard(peer_id)
+
+    # Peer exchange --------------------------------------------------------------------
+
+    async def exchange_peers(self, peer_id: str, timeout: float = 10) -> int:
+        """Tell `peer_id` where we listen and learn the members it knows in the
+        communities we follow; dial some if we have few connections. Returns how many
+        addresses were learnt."""
+        request = ["hello", self.peer.addresses() if self.announce else [], sorted(self.following)]
+        try:
+            with trio.fail_after(timeout):
+                stream = await self.peer.open_stream(peer_id, PEERS_PROTOCOL)
+                try:
+                    await stream.write(encode_frame(request))
+                    reply = await _read_one(stream)
+                finally:
+                    await stream.close()
+        except (P2PError, SyncError, trio.TooSlowError) as exc:
+            log.debug("peer exchange with %s failed: %s", peer_id, exc)
+            return 0
+        except Exception as exc:  # the stream was reset under us
+            log.debug("peer exchange with %s failed: %s", peer_id, exc)
+            return 0
+        learnt = 0
+        for entry in _peer_entries(reply):
+            if entry[0] != self.peer.peer_id:
+                self.store.remember_peer(entry[0], entry[1], "exchange")
+                learnt += 1
+        if learnt and len(self.peer.connected_peers()) < TARGET_PEERS:
+            self.peer.start_soon(self._top_up)
+        return learnt
+
+    async def _serve_peers(self, stream: Any) -> None:
+        asker = str(stream.muxed_conn.peer_id)
+        try:
+            with trio.fail_after(10):
+                request = await _read_one(stream)
+                if request[0] != "hello" or len(request) != 3:
+                    raise SyncError("a peer exchange opens with hello")
+                _, addresses, communities = request
+                if isinstance(addresses, list) and all(isinstance(a, str) for a in addresses):
+                    self.store.remember_peer(asker, addresses[:8], "connected")
+                    self.store.peer_connected(asker)
+                entries: dict[str, list[str]] = {}
+                if isinstance(communities, list):
+                    for community in communities[:1000]:
+                        if isinstance(community, bytes) and community in self.following:
+                            for peer_id, known in self.store.peers_of(community):
+                                if peer_id != asker:
+                                    entries.setdefault(peer_id, known)
+                chosen = list(entries.items())[:MAX_EXCHANGED_PEERS]
+                await stream.write(encode_frame(["peers", [[p, a] for p, a in chosen]]))
+        except (SyncError, trio.TooSlowError) as exc:
+            log.info("peer exchange from %s refused: %s", asker, exc)
+            self.dropped["bad_peer_exchange"] += 1
+        except Exception:  # the asker reset the stream
+            return
+        finally:
+            await stream.close()
+
     # Catch-up sync --------------------------------------------------------------------
 
-    async def sync(self, peer_id: str, community: bytes, timeout: float = 300) -> SyncClient:
+    async def sync(
+        self, peer_id: str, community: bytes, timeout: float = SYNC_TIMEOUT
+    ) -> SyncClient:
         """Reconcile a community with a member and exchange what each lacks; raises
         SyncError if the member breaks the protocol or it takes over `timeout` s."""
+        # One catch-up of a community at a time: after a sync with one member, the next
+        # finds only what that one lacked, instead of both sending everything.
+        async with self._sync_locks.setdefault(community, trio.Lock()):
+            return await self._sync(peer_id, community, timeout)
+
+    async def _sync(self, peer_id: str, community: bytes, timeout: float) -> SyncClient:
         stream = await self.peer.open_stream(peer_id, SYNC_PROTOCOL)
         client = SyncClient(self.store, community)
         reader = FrameReader()
@@ -145,7 +356,44 @@ class Node:
             raise SyncError(f"the sync with {peer_id} took over {timeout} s") from None
         finally:
             await stream.close()
+            if client.refused:
+                self.peer.penalise(peer_id, INVALID_PENALTY * client.refused)
+        self.received_by_sync[community] += client.received
+        self.sent_by_sync[community] += client.sent
+        if client.received:
+            self._arrival.set()
+            self._arrival = trio.Event()
         return client
+
+    async def sync_logged(self, peer_id: str, community: bytes) -> SyncProgress:
+        """`sync`, recorded for `status` and logged; never raises for network trouble."""
+        progress = SyncProgress(peer_id, community, now_ms())
+        self.syncs[(peer_id, community)] = progress
+        try:
+            client = await self.sync(peer_id, community)
+        except (SyncError, P2PError) as exc:
+            progress.error = str(exc)
+            log.info("sync of %s with %s failed: %s", community.hex()[:12], peer_id, exc)
+        except Exception as exc:  # the stream was reset: the peer went away
+            progress.error = f"the connection broke: {exc}"
+            log.info("sync of %s with %s broke: %s", community.hex()[:12], peer_id, exc)
+        else:
+            progress.received, progress.sent = client.received, client.sent
+            log.info(
+                "synced %s with %s: %d received, %d sent",
+                community.hex()[:12],
+                peer_id,
+                client.received,
+                client.sent,
+            )
+        progress.finished = now_ms()
+        return progress
+
+    async def sync_all(self) -> None:
+        """Catch up every followed community with every connected peer in it."""
+        for community in sorted(self.following):
+            for peer_id in sorted(self.community_peers(community)):
+                await self.sync_logged(peer_id, community)
 
     async def _converse(self, stream: Any, client: SyncClient, reader: FrameReader) -> None:
         opening = b"".join(encode_frame(m) for m in client.start())
@@ -165,7 +413,8 @@ class Node:
                 await stream.write(frames)
 
     async def _serve_sync(self, stream: Any) -> None:
-        server = SyncServer(self.store)
+        asker = str(stream.muxed_conn.peer_id)
+        server = SyncServer(self.store, serves=lambda c: c in self.following)
         reader = FrameReader()
         try:
             while not server.done:
@@ -181,7 +430,45 @@ class Node:
                 if replies:
                     await stream.write(b"".join(encode_frame(m) for m in replies))
         except SyncError as exc:
-            log.info("sync with %s refused: %s", stream.muxed_conn.peer_id, exc)
+            log.info("sync with %s refused: %s", asker, exc)
             self.dropped["bad_sync"] += 1
+            self.peer.penalise(asker, INVALID_PENALTY)
         finally:
+            if server.refused:
+                self.peer.penalise(asker, INVALID_PENALTY * server.refused)
+            if server.community is not None:
+                self.received_by_sync[server.community] += server.received
+                self.sent_by_sync[server.community] += server.sent
+            if server.received:
+                self._arrival.set()
+                self._arrival = trio.Event()
             await stream.close()
+
+
+async def _read_one(stream: Any) -> Any:
+    """Read exactly one frame (a peer exchange message)."""
+    reader = FrameReader()
+    while True:
+        data = await stream.read(READ_SIZE)
+        if not data:
+            raise SyncError("the stream ended before a whole message")
+        messages = reader.feed(data)
+        if messages:
+            return messages[0]
+
+
+def _peer_entries(reply: Any) -> list[tuple[str, list[str]]]:
+    """The well-formed entries of a peer exchange reply; the rest is ignored."""
+    if reply[0] != "peers" or len(reply) != 2 or not isinstance(reply[1], list):
+        return []
+    entries = []
+    for entry in reply[1][:MAX_EXCHANGED_PEERS]:
+        if (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], list)
+            and all(isinstance(a, str) and len(a) < 300 for a in entry[1])
+        ):
+            entries.append((entry[0], entry[1][:8]))
+    return entries

@@ -14,7 +14,7 @@ like any record from the network.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import msgpack
@@ -117,6 +117,7 @@ class SyncClient:
         self._awaited: set[bytes] = set()
         self._got: set[bytes] = set()
         self.done = False
+        self.refused = 0  # records that failed decoding or validation
         self.round_trips = 0
         self.sent = 0  # records sent to the server
         self.received = 0  # records received from it
@@ -148,7 +149,7 @@ class SyncClient:
                 self._reconciled = True
         elif kind == "records" and len(message) == 2:
             envelopes = _byte_list(message[1], "records")
-            self.store.ingest(envelopes)
+            self.refused += _refused(self.store.ingest(envelopes))
             self.received += len(envelopes)
             got = _ids_of(envelopes)
             self._got |= got
@@ -161,6 +162,16 @@ class SyncClient:
             self.done = True
             out.append(["done"])
         return out
+
+
+def _refused(outcomes: Sequence[Any]) -> int:
+    """Records a peer should not have sent: malformed, forged or invalid (a record
+    refused by authority may only look so for want of an earlier one)."""
+    return sum(
+        1
+        for o in outcomes
+        if o.status == "rejected" and o.reason not in ("not_authorised", "pending_full")
+    )
 
 
 def _ids_of(envelopes: list[bytes]) -> set[bytes]:
@@ -176,8 +187,10 @@ def _ids_of(envelopes: list[bytes]) -> set[bytes]:
 class SyncServer:
     """The side that answers (any member serves the history it holds)."""
 
-    def __init__(self, store: SyncStore) -> None:
+    def __init__(self, store: SyncStore, serves: Callable[[bytes], bool] = lambda _c: True) -> None:
         self.store = store
+        self._serves = serves
+        self.refused = 0  # records that failed decoding or validation
         self.community: bytes | None = None
         self._negentropy: Negentropy | None = None
         self._pushed: set[bytes] = set()
@@ -193,6 +206,9 @@ class SyncServer:
                 return [["error", "version", SYNC_VERSION]]
             if not isinstance(community, bytes) or len(community) != 32:
                 raise SyncError("the community id must be 32 bytes")
+            if not self._serves(community):
+                self.done = True
+                return [["error", "unknown_community"]]
             self.community = community
             storage = Storage(self.store.sync_items(community))
             self._negentropy = Negentropy(storage, NEGENTROPY_FRAME_LIMIT)
@@ -208,7 +224,7 @@ class SyncServer:
             return list(_record_batches(envelopes))
         if kind == "records" and len(message) == 2:
             envelopes = _byte_list(message[1], "records")
-            self.store.ingest(envelopes)
+            self.refused += _refused(self.store.ingest(envelopes))
             self.received += len(envelopes)
             return []
         if kind == "done":

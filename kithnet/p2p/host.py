@@ -3,18 +3,20 @@ Yamux, one connection per peer, GossipSub v1.1 with one topic per community and 
 message id derived from the content (docs/protocol.md, "Gossip"). Knows no storage: the
 node hands it a validator and a handler for each topic.
 
-First step of issue 4: gossip and streams between members on known addresses. Peer
-discovery (invites' bootstrap addresses, peer exchange, the DHT), per-peer rate limits,
-relays and the daemon come next.
+Each neighbour has a score: a message that fails validation costs it INVALID_PENALTY, one
+beyond its rate RATE_PENALTY; a score below BAN_SCORE disconnects it and refuses it for
+BAN_SECONDS. Scores recover by one point a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import multiaddr
 import trio
@@ -35,9 +37,13 @@ TOPIC_PREFIX = "/kithnet/community/1/"
 MESHSUB = TProtocol("/meshsub/1.1.0")
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
-Validator = Callable[[bytes], bool]
+# A topic validator's verdict, as in libp2p: "accept" delivers and forwards; "ignore"
+# drops without blame (a replay, say); "reject" drops and costs the forwarder score.
+Verdict = Literal["accept", "ignore", "reject"]
+Validator = Callable[[bytes], Verdict]
 Handler = Callable[[bytes, str], Awaitable[None]]
 StreamHandler = Callable[[Any], Awaitable[None]]
+PeerCallback = Callable[[str], Awaitable[None]]
 
 
 # Per forwarding peer: what an honest member's node sends even in a burst (up to 64 records
@@ -65,23 +71,102 @@ class RateLimiter:
         return True
 
 
+INVALID_PENALTY = 10.0  # a message that fails validation
+RATE_PENALTY = 0.1  # a message beyond the peer's rate: a flood of 1,000/s bans in ~1 s
+BAN_SCORE = -100.0
+BAN_SECONDS = 600.0
+RECOVERY_PER_SECOND = 1.0
+
+
+class PeerScores:
+    """Each neighbour's standing: penalties lower it, time restores it up to zero, and
+    a peer below BAN_SCORE is banned for BAN_SECONDS."""
+
+    def __init__(self) -> None:
+        self._scores: dict[str, tuple[float, float]] = {}  # peer -> (score, time)
+        self._banned_until: dict[str, float] = {}
+
+    def score(self, peer: str, now: float) -> float:
+        score, then = self._scores.get(peer, (0.0, now))
+        return min(0.0, score + (now - then) * RECOVERY_PER_SECOND)
+
+    def penalise(self, peer: str, points: float, now: float) -> bool:
+        """Lower a peer's score; True if this bans it."""
+        score = self.score(peer, now) - points
+        self._scores[peer] = (score, now)
+        if score < BAN_SCORE and not self.is_banned(peer, now):
+            self._banned_until[peer] = now + BAN_SECONDS
+            return True
+        return False
+
+    def is_banned(self, peer: str, now: float) -> bool:
+        until = self._banned_until.get(peer)
+        if until is None:
+            return False
+        if now >= until:
+            del self._banned_until[peer]
+            self._scores.pop(peer, None)
+            return False
+        return True
+
+    def banned(self, now: float) -> list[str]:
+        return [peer for peer in list(self._banned_until) if self.is_banned(peer, now)]
+
+
 class _ThrottledPubsub(Pubsub):
-    """Pubsub that drops a forwarding neighbour's messages beyond its rate before they
-    are looked at. (A refusal by a topic validator would be cached by message id, and the
-    same record would then be refused from honest neighbours too.)"""
+    """Pubsub that drops a forwarding neighbour's messages beyond its rate, and all of a
+    banned neighbour's, before they are looked at. (A refusal by a topic validator would
+    be cached by message id, and the same record would then be refused from honest
+    neighbours too.)"""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limiter = RateLimiter(PEER_MESSAGES_PER_SECOND, PEER_MESSAGE_BURST)
+        self.scores = PeerScores()
         self.dropped: Counter[str] = Counter()
+        self.on_ban: Callable[[str], None] = lambda _peer: None
+
+    def penalise(self, forwarder: str, points: float) -> None:
+        if self.scores.penalise(forwarder, points, trio.current_time()):
+            self.dropped["peers_banned"] += 1
+            self.on_ban(forwarder)
 
     async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
-        if msg_forwarder != self.my_id and not self.limiter.allow(
-            str(msg_forwarder), trio.current_time()
-        ):
-            self.dropped["rate_limited"] += 1
-            return
+        if msg_forwarder != self.my_id:
+            forwarder, now = str(msg_forwarder), trio.current_time()
+            if self.scores.is_banned(forwarder, now):
+                self.dropped["banned_peer"] += 1
+                return
+            if not self.limiter.allow(forwarder, now):
+                self.dropped["rate_limited"] += 1
+                self.penalise(forwarder, RATE_PENALTY)
+                return
         await super().push_msg(msg_forwarder, msg)
+
+
+class _Notifee:
+    """Tells the Peer about connections; must not block (py-libp2p awaits it inline)."""
+
+    def __init__(self, peer: Peer) -> None:
+        self._peer = peer
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        self._peer._connected(str(conn.muxed_conn.peer_id))
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        self._peer._disconnected(str(conn.muxed_conn.peer_id))
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        return None
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        return None
+
+    async def listen(self, network: Any, address: Any) -> None:
+        return None
+
+    async def listen_close(self, network: Any, address: Any) -> None:
+        return None
 
 
 class P2PError(Exception):
@@ -112,7 +197,12 @@ class Peer:
         self.pubsub = pubsub
         self._nursery = nursery
         self.limiter = pubsub.limiter
+        self.scores = pubsub.scores
         self.dropped = pubsub.dropped  # messages refused before validation, by reason
+        self._on_connect: list[PeerCallback] = []
+        self._on_disconnect: list[PeerCallback] = []
+        pubsub.on_ban = self._ban
+        host.get_network().register_notifee(_Notifee(self))
 
     @classmethod
     @asynccontextmanager
@@ -124,6 +214,8 @@ class Peer:
             muxer_preference="YAMUX",
             connection_config=ConnectionConfig(max_connections_per_peer=1),
             enable_mDNS=False,
+            # Identify, the DHT and our own peer exchange announce dialable addresses.
+            addrs_factory=_dialable,
         )
         router = GossipSub(
             protocols=[MESHSUB],
@@ -138,19 +230,35 @@ class Peer:
         )
         pubsub = _ThrottledPubsub(host, router, msg_id_constructor=message_id, strict_signing=True)
         addresses = [multiaddr.Multiaddr(address) for address in listen]
-        async with (
-            host.run(addresses),
-            trio.open_nursery() as nursery,
-            background_trio_service(pubsub),
-            background_trio_service(router),
-        ):
-            await pubsub.wait_until_ready()
-            try:
-                yield cls(host, pubsub, nursery)
-            finally:
-                nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await host.close()  # closes every connection, not only the listeners
+        body_error: BaseException | None = None
+        try:
+            async with (
+                host.run(addresses),
+                background_trio_service(pubsub),
+                background_trio_service(router),
+            ):
+                try:
+                    await pubsub.wait_until_ready()
+                    # Our tasks live in the innermost nursery: cancelling it when the block
+                    # ends cancels nothing else, so an exception from the block propagates
+                    # (a Cancelled raised while closing outer services would replace it).
+                    async with trio.open_nursery() as nursery:
+                        try:
+                            yield cls(host, pubsub, nursery)
+                        except BaseException as exc:
+                            body_error = exc
+                            raise
+                        finally:
+                            nursery.cancel_scope.cancel()
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(5):
+                        await host.close()  # closes every connection, not the listeners only
+        except BaseExceptionGroup as group:
+            # py-libp2p's nested nurseries wrap the block's own error five groups deep;
+            # give the caller that error itself.
+            if isinstance(body_error, Exception) and _only(group, body_error):
+                raise body_error from None
+            raise
 
     def start_soon(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run `task` for as long as the host runs."""
@@ -161,17 +269,66 @@ class Peer:
         return str(self.host.get_id())
 
     def addresses(self) -> list[str]:
-        """Where other members can reach this host, each ending in /p2p/<peer id>."""
+        """Where other members can reach this host, each ending in /p2p/<peer id>; a
+        wildcard listen address is shown as this machine's own addresses."""
         return [str(address) for address in self.host.get_addrs()]
 
-    async def connect(self, address: str) -> str:
+    # Connections ----------------------------------------------------------------------
+
+    def on_connect(self, callback: PeerCallback) -> None:
+        """Run `callback(peer_id)` (as a task) whenever a member's node connects."""
+        self._on_connect.append(callback)
+
+    def on_disconnect(self, callback: PeerCallback) -> None:
+        self._on_disconnect.append(callback)
+
+    def _spawn(self, task: Callable[[str], Awaitable[None]], peer: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the host is closing: nothing to do
+            self._nursery.start_soon(task, peer)
+
+    def _connected(self, peer: str) -> None:
+        if self.scores.is_banned(peer, trio.current_time()):
+            self._spawn(self.disconnect, peer)
+            return
+        for callback in self._on_connect:
+            self._spawn(callback, peer)
+
+    def _disconnected(self, peer: str) -> None:
+        for callback in self._on_disconnect:
+            self._spawn(callback, peer)
+
+    def _ban(self, peer: str) -> None:
+        self._spawn(self.disconnect, peer)
+
+    def penalise(self, peer: str, points: float) -> None:
+        """Lower a neighbour's score (a bad sync, say); a low enough score bans it."""
+        self.pubsub.penalise(peer, points)
+
+    def is_banned(self, peer: str) -> bool:
+        return self.scores.is_banned(peer, trio.current_time())
+
+    async def disconnect(self, peer: str) -> None:
+        with trio.move_on_after(5):
+            try:
+                await self.host.disconnect(ID.from_base58(peer))
+            except Exception:  # already gone
+                return
+
+    async def connect(self, address: str, timeout: float = 10) -> str:
         """Connect to a member at a full multiaddr; returns their peer id."""
         try:
             info = info_from_p2p_addr(multiaddr.Multiaddr(address))
         except Exception as exc:  # multiaddr raises several unrelated types
             raise P2PError(f"{address!r} is not a member's address: {exc}") from exc
+        if info.peer_id == self.host.get_id():
+            raise P2PError(f"{address} is this node's own address")
+        if self.is_banned(str(info.peer_id)):
+            raise P2PError(f"{info.peer_id} is banned for misbehaving")
         try:
-            await self.host.connect(info)
+            with trio.fail_after(timeout):
+                await self.host.connect(info)
+        except trio.TooSlowError:
+            raise P2PError(f"could not reach {address} within {timeout} s") from None
         except Exception as exc:
             raise P2PError(f"could not reach {address}: {exc}") from exc
         return str(info.peer_id)
@@ -181,8 +338,13 @@ class Peer:
         delivered or forwarded (a refused message is neither); `handler` then gets
         its data and the peer id of its author."""
 
-        def validate(_peer: ID, message: Any) -> bool:
-            return validator(message.data)
+        def validate(forwarder: ID, message: Any) -> bool:
+            if forwarder == self.host.get_id():
+                return True  # our own record, checked when it was made
+            verdict = validator(message.data)
+            if verdict == "reject":
+                self.penalise(str(forwarder), INVALID_PENALTY)
+            return verdict == "accept"
 
         self.pubsub.set_topic_validator(topic, validate, False)
         subscription = await self.pubsub.subscribe(topic)
@@ -220,3 +382,44 @@ class Peer:
             return await self.host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
         except Exception as exc:
             raise P2PError(f"could not open {protocol} to {peer_id}: {exc}") from exc
+
+
+def _only(group: BaseExceptionGroup[BaseException], error: BaseException) -> bool:
+    """Whether `error` is the one exception inside a nest of exception groups."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    return leaves == [error]
+
+
+def _dialable(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+    """Listen addresses as others can dial them: a wildcard becomes this machine's
+    own addresses."""
+    found: list[str] = []
+    for address in candidates:
+        text = str(address)
+        if text.startswith("/ip4/0.0.0.0/"):
+            found += [text.replace("/0.0.0.0/", f"/{ip}/", 1) for ip in _local_ipv4()]
+        else:
+            found.append(text)
+    return [multiaddr.Multiaddr(text) for text in dict.fromkeys(found)]
+
+
+def _local_ipv4() -> list[str]:
+    """This machine's loopback and primary IPv4 addresses (a UDP socket "connected" to a
+    private address sends nothing but names the interface the route would use)."""
+    found = ["127.0.0.1"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 1))
+            found.append(probe.getsockname()[0])
+        except OSError:
+            pass
+    return list(dict.fromkeys(found))

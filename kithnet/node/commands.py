@@ -1,0 +1,399 @@
+"""What the member's commands do, whether a running node carries them out (through the
+control socket) or a node started for one command's duration. Each command takes and
+returns JSON-able values, so the command line, the control socket and tests share them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from kithnet.core.envelope import Record
+from kithnet.crypto.identity import peer_id as peer_id_of
+from kithnet.crypto.invite import MAX_ADDRESSES, InviteCode, InviteCodeError
+from kithnet.crypto.invite import decode as decode_invite
+from kithnet.localstore import views
+from kithnet.localstore.store import now_ms
+from kithnet.node.node import Node
+from kithnet.p2p.host import P2PError
+
+DEFAULT_INVITE_LIFETIME = "7d"
+MAX_INVITE_LIFETIME_MS = 366 * 24 * 3600 * 1000
+REACH_TIMEOUT = 10.0  # how long a command waits for members' nodes to answer
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+class CommandError(Exception):
+    """A command cannot be done as asked; the message says why and what to do."""
+
+    expected = True  # the control socket does not log these as faults
+
+
+def parse_duration(text: str) -> int:
+    """'30m', '12h', '7d', '2w' → milliseconds."""
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise CommandError(f"{text!r} is not a duration: write e.g. 30m, 12h, 7d or 2w")
+    milliseconds = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if milliseconds > MAX_INVITE_LIFETIME_MS:
+        raise CommandError("an invite can last at most a year")
+    return milliseconds
+
+
+def _post_view(post: views.Post) -> dict[str, Any]:
+    return {
+        "id": post.id.hex(),
+        "author": post.author.hex(),
+        "author_name": post.author_name,
+        "type": post.type,
+        "text": post.text,
+        "tags": list(post.tags),
+        "area": post.area,
+        "reply_to": post.reply_to.hex() if post.reply_to else None,
+        "created_at": post.created_at,
+        "edited": post.edited,
+        "replies": post.replies,
+        "reactions": post.reactions,
+    }
+
+
+class Commands:
+    """The member's commands over a store and a node (running or temporary)."""
+
+    def __init__(self, node: Node, *, temporary: bool = False) -> None:
+        self.node = node
+        self.store = node.store
+        self.temporary = temporary  # a node started for this command alone
+        self.started = time.monotonic()
+        self._table: dict[str, Callable[..., Awaitable[Any]]] = {
+            "community.create": self.community_create,
+            "community.list": self.community_list,
+            "invite.create": self.invite_create,
+            "join": self.join,
+            "post": self.post,
+            "feed": self.feed,
+            "peers": self.peers,
+            "status": self.status,
+        }
+
+    async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
+        handler = self._table.get(command)
+        if handler is None:
+            raise CommandError(f"this node does not know the command {command!r}")
+        try:
+            return await handler(**args)
+        except TypeError as exc:
+            raise CommandError(f"bad arguments for {command}: {exc}") from exc
+
+    # Helpers --------------------------------------------------------------------------
+
+    def resolve(self, text: str, *, member: bool = True) -> views.Community:
+        """A community named by its id (or a unique prefix of 6+ hex digits) or by its
+        name; `member`: only communities this member belongs to."""
+        known = self.store.communities()
+        if not member:
+            extra = [self.store.community(c) for c in self.store.followed_communities()]
+            known += [c for c in extra if c is not None and c not in known]
+        wanted = text.strip().lower()
+        by_id = [c for c in known if len(wanted) >= 6 and c.id.hex().startswith(wanted)]
+        by_name = [c for c in known if c.name.lower() == wanted]
+        by_start = [c for c in known if wanted and c.name.lower().startswith(wanted)]
+        found = by_id or by_name or by_start
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise CommandError(
+                f"you are in no community called {text!r}; `kithnet community list` shows yours"
+            )
+        choices = ", ".join(f"{c.name} ({c.id.hex()[:12]})" for c in found)
+        raise CommandError(f"{text!r} could be several communities: {choices}; give the id")
+
+    async def _reach(self, community: bytes) -> int:
+        """Make sure the node is connected to members of `community` if any answer;
+        returns how many take part in its gossip."""
+        await self.node.follow(community)
+        if not self.node.community_peers(community):
+            for peer_id, addresses in self.store.peers_of(community):
+                if peer_id not in self.node.peer.connected_peers():
+                    self.store.remember_peer(peer_id, addresses, "exchange")
+            await self.node.dial_known(timeout=REACH_TIMEOUT)
+        with trio.move_on_after(REACH_TIMEOUT if self.temporary else 0):
+            while not self.node.community_peers(community):
+                if not self.node.peer.connected_peers():
+                    break
+                await trio.sleep(0.05)
+        return len(self.node.community_peers(community))
+
+    async def _publish(self, fields: dict[str, Any], community: bytes) -> tuple[Record, int]:
+        """Store a record and send it to the community's members now if any is online
+        (a temporary node also syncs, so nothing depends on gossip alone)."""
+        reached = await self._reach(community)
+        record = await self.node.post(fields)
+        if self.temporary and reached:
+            await self.node.flush()
+            for peer_id in sorted(self.node.community_peers(community)):
+                await self.node.sync_logged(peer_id, community)
+        return record, reached
+
+    # Communities ----------------------------------------------------------------------
+
+    async def community_create(
+        self,
+        name: str,
+        description: str = "",
+        tags: list[str] | None = None,
+        private: bool = False,
+    ) -> dict[str, Any]:
+        if private:
+            raise CommandError(
+                "private communities need community keys, which are not built yet "
+                "(they come with references and trust); create a public one for now"
+            )
+        fields: dict[str, Any] = {"kind": "community", "name": name, "visibility": "public"}
+        if description:
+            fields["description"] = description
+        if tags:
+            fields["tags"] = tags
+        record = await self.node.post(fields)
+        await self.node.follow(record.id)
+        return {
+            "id": record.id.hex(),
+            "name": name,
+            "visibility": "public",
+            "description": description,
+            "tags": tags or [],
+        }
+
+    async def community_list(self) -> list[dict[str, Any]]:
+        unread = self.store.unread_counts()
+        return [
+            {
+                "id": c.id.hex(),
+                "name": c.name,
+                "visibility": c.visibility,
+                "tags": list(c.tags),
+                "roles": list(c.roles),
+                "members": len(self.store.members(c.id)),
+                "unread": unread.get(c.id, 0),
+                "peers_online": len(self.node.community_peers(c.id)),
+            }
+            for c in self.store.communities()
+        ]
+
+    # Invites --------------------------------------------------------------------------
+
+    async def invite_create(
+        self, community: str, uses: int | None = None, expires: str = DEFAULT_INVITE_LIFETIME
+    ) -> dict[str, Any]:
+        target = self.resolve(community)
+        if uses is not None and not 1 <= uses <= 1_000_000:
+            raise CommandError("--uses must be between 1 and 1,000,000")
+        expires_at = now_ms() + parse_duration(expires)
+        addresses = self._invite_addresses(target.id)
+        code = InviteCode.create(self.store.identity, target.id, target.name, addresses, expires_at)
+        fields: dict[str, Any] = {
+            "kind": "invite",
+            "community": target.id,
+            "invite_key": code.invite_key,
+            "expires_at": expires_at,
+        }
+        if uses is not None:
+            fields["max_uses"] = uses
+        _, reached = await self._publish(fields, target.id)
+        return {
+            "code": code.encode(),
+            "community": target.id.hex(),
+            "community_name": target.name,
+            "expires_at": expires_at,
+            "uses": uses,
+            "addresses": addresses,
+            "members_online": reached,
+        }
+
+    def _invite_addresses(self, community: bytes) -> list[str]:
+        """Where a newcomer can find the community: this node's addresses if others can
+        reach it, then other members' nodes; at most MAX_ADDRESSES."""
+        own: list[str] = []
+        if self.node.announce:
+            own = self.node.peer.addresses()
+        else:
+            own = list(self.store.setting("announce") or [])
+        chosen = list(own)
+        for _peer, addresses in self.store.peers_of(community):
+            chosen += addresses[:1]
+        return list(dict.fromkeys(chosen))[:MAX_ADDRESSES]
+
+    async def join(self, code: str) -> dict[str, Any]:
+        try:
+            invite = decode_invite(code)
+            invite.check_fresh(now_ms())
+        except InviteCodeError as exc:
+            raise CommandError(str(exc)) from exc
+        me = self.store.identity.public_key
+        community = invite.community
+        if any(c.id == community for c in self.store.communities()):
+            return {
+                "community": community.hex(),
+                "name": invite.community_name,
+                "status": "already a member",
+            }
+        for address in invite.addresses:
+            peer = address.rsplit("/p2p/", 1)[-1]
+            self.store.remember_peer(peer, [address], "invite")
+        await self.node.follow(community)
+        async with trio.open_nursery() as nursery:
+            for address in invite.addresses:
+                nursery.start_soon(self._try_connect, address)
+        record = self.store.publish(
+            {
+                "kind": "join",
+                "community": community,
+                "invite_key": invite.invite_key,
+                "proof": invite.prove_join(me),
+            }
+        )
+        await self._reach(community)
+        with trio.move_on_after(REACH_TIMEOUT):
+            while not self.node.community_peers(community):
+                if not self.node.peer.connected_peers():
+                    break
+                await trio.sleep(0.05)
+        synced = 0
+        for peer_id in sorted(self.node.community_peers(community)):
+            progress = await self.node.sync_logged(peer_id, community)
+            synced += not progress.error
+        await self.node.send(record)
+        if self.temporary:
+            await self.node.flush()
+        status, reason = self.store.status_of(record.id) or ("pending", "")
+        if status == "denied":
+            raise CommandError(f"the community refused this invite: {reason}")
+        if not synced:
+            raise CommandError(
+                f"none of the members' nodes named in the invite to {invite.community_name!r} "
+                "answered. Your request to join is saved and goes out when your node next "
+                "reaches one of them (run `kithnet serve`, or try `kithnet join` again later)"
+            )
+        return {
+            "community": community.hex(),
+            "name": invite.community_name,
+            "status": "joined" if status == "allowed" else "waiting",
+            "detail": reason if status != "allowed" else "",
+            "records": len(self.store.sync_items(community)),
+            "members_online": len(self.node.community_peers(community)),
+        }
+
+    async def _try_connect(self, address: str) -> None:
+        try:
+            await self.node.connect(address, source="invite")
+        except P2PError:
+            return
+
+    # Posts ----------------------------------------------------------------------------
+
+    async def post(
+        self,
+        community: str,
+        text: str,
+        kind: str = "post",
+        skills: list[str] | None = None,
+        reply_to: str | None = None,
+    ) -> dict[str, Any]:
+        target = self.resolve(community)
+        fields: dict[str, Any] = {
+            "kind": "post",
+            "community": target.id,
+            "type": kind,
+            "text": text,
+        }
+        if skills:
+            fields["tags"] = skills
+        if reply_to:
+            try:
+                parent = bytes.fromhex(reply_to)
+            except ValueError:
+                raise CommandError("--reply-to takes a post id (64 hex digits)") from None
+            if self.store.status_of(parent) is None:
+                raise CommandError(f"no post {reply_to[:12]}… is known here")
+            fields["reply_to"] = parent
+        record, reached = await self._publish(fields, target.id)
+        return {
+            "id": record.id.hex(),
+            "community": target.id.hex(),
+            "community_name": target.name,
+            "type": kind,
+            "members_online": reached,
+        }
+
+    async def feed(self, community: str, limit: int = 20) -> dict[str, Any]:
+        target = self.resolve(community, member=False)
+        if not 1 <= limit <= 1000:
+            raise CommandError("--limit must be between 1 and 1000")
+        page = self.store.feed(target.id, limit=limit)
+        return {
+            "community": target.id.hex(),
+            "name": target.name,
+            "posts": [_post_view(post) for post in page.posts],
+        }
+
+    # Network --------------------------------------------------------------------------
+
+    def _names(self) -> dict[str, tuple[str, str]]:
+        """peer id → (member key hex, name) for members of our communities."""
+        found: dict[str, tuple[str, str]] = {}
+        for community in self.store.communities():
+            for member in self.store.members(community.id):
+                found[peer_id_of(member.member)] = (member.member.hex(), member.name)
+        return found
+
+    async def peers(self) -> dict[str, Any]:
+        names = self._names()
+        topics = {c.id: (c.name, self.node.community_peers(c.id)) for c in self.store.communities()}
+        known = dict(self.store.known_peers(limit=1000))
+        connected = []
+        for peer_id in sorted(self.node.peer.connected_peers()):
+            member, name = names.get(peer_id, ("", ""))
+            connected.append(
+                {
+                    "peer_id": peer_id,
+                    "member": member,
+                    "name": name,
+                    "addresses": known.get(peer_id, []),
+                    "communities": sorted(n for n, peers in topics.values() if peer_id in peers),
+                }
+            )
+        return {"running": not self.temporary, "connected": connected, "known": len(known)}
+
+    async def status(self) -> dict[str, Any]:
+        communities = []
+        for c in self.store.communities():
+            syncs = [p for (_, cid), p in self.node.syncs.items() if cid == c.id]
+            communities.append(
+                {
+                    "id": c.id.hex(),
+                    "name": c.name,
+                    "peers": len(self.node.community_peers(c.id)),
+                    "records": len(self.store.sync_items(c.id)),
+                    "syncing": sum(1 for p in syncs if p.finished is None),
+                    "last_sync": max((p.finished or 0 for p in syncs), default=0) or None,
+                    "received_by_sync": self.node.received_by_sync[c.id],
+                    "sent_by_sync": self.node.sent_by_sync[c.id],
+                }
+            )
+        dropped = dict(self.node.dropped + self.node.peer.dropped)
+        return {
+            "running": not self.temporary,
+            "peer_id": self.node.peer.peer_id,
+            "listen": self.node.peer.addresses(),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "peers": len(self.node.peer.connected_peers()),
+            "banned": self.node.peer.scores.banned(trio.current_time()),
+            "records": self.store.record_count(),
+            "communities": communities,
+            "dropped": dropped,
+        }

@@ -1,0 +1,97 @@
+"""Three members, each running `kithnet serve` in its own process on 127.0.0.1, used
+through the command line and the control socket as a member would (issue 4's scenario)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.members import Member, wait_until
+
+
+@pytest.fixture
+def members(tmp_path: Path) -> Iterator[tuple[Member, Member, Member]]:
+    trio = (Member(tmp_path, "Ann"), Member(tmp_path, "Bob"), Member(tmp_path, "Cat"))
+    try:
+        yield trio
+    finally:
+        for member in trio:
+            member.kill()
+
+
+def test_three_members_join_post_go_away_and_catch_up(
+    members: tuple[Member, Member, Member],
+) -> None:
+    ann, bob, cat = members
+    for member in members:
+        member.start()
+
+    # The control socket is the owner's alone.
+    mode = os.stat(ann.data_dir / "kithnet.sock").st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600
+
+    created = ann.cli_json(
+        "community", "create", "Hackney Neighbours", "--tag", "hackney", "--description", "E8"
+    )
+    community = created["id"]
+    invite = ann.cli_json("invite", "create", "hackney", "--uses", "5", "--expires", "2h")
+    assert invite["addresses"]
+    assert invite["code"].startswith("kith1")
+
+    # Bob and Cat join with the code alone: it names where Ann's node listens.
+    for member in (bob, cat):
+        joined = member.cli_json("join", invite["code"])
+        assert joined["status"] == "joined", joined
+        assert joined["community"] == community
+    listed = bob.cli_json("community", "list")
+    assert [c["name"] for c in listed] == ["Hackney Neighbours"]
+
+    # A post reaches both by gossip.
+    hello = ann.cli_json("post", "hackney", "Anyone know a good roofer?", "--kind", "question")
+    for member in (bob, cat):
+
+        def sees(m: Member = member) -> bool:
+            return hello["id"] in m.feed_ids(community)
+
+        wait_until(sees, f"{member.name} sees Ann's question")
+    shown = bob.cli("feed", "hackney")
+    assert "[question] Anyone know a good roofer?" in shown.stdout
+    assert "Ann" in shown.stdout
+
+    # Cat goes away; Ann and Bob post 200 more; Cat comes back and catches up.
+    cat.stop()
+    written = set()
+    for number in range(100):
+        for member in (ann, bob):
+            post = member.command("post", community=community, text=f"{member.name} {number}")
+            written.add(post["id"])
+    everything = written | {hello["id"]}
+    wait_until(lambda: ann.feed_ids(community) == everything, "Ann has Bob's posts")
+    wait_until(lambda: bob.feed_ids(community) == everything, "Bob has Ann's posts")
+    assert not written & cat.feed_ids(community)
+    cat.start()
+    wait_until(lambda: cat.feed_ids(community) == everything, "Cat catches up", timeout=60)
+    # (Some of it may come by gossip: peers offer the messages of the last seconds.)
+    [ann_view] = ann.command("status")["communities"]
+    [cat_view] = cat.command("status")["communities"]
+    assert cat_view["records"] == ann_view["records"] >= 201 + 3  # posts, genesis, joins
+    assert ann_view["peers"] == 2
+
+    # Ann is away while Bob posts; Bob then goes too, and Ann gets Bob's post from Cat.
+    ann.stop()
+    late = bob.command("post", community=community, text="Roofer found: ask me")
+    wait_until(lambda: late["id"] in cat.feed_ids(community), "Cat has Bob's late post")
+    bob.stop()
+    assert late["id"] not in ann.feed_ids(community)
+    ann.start()
+    wait_until(lambda: late["id"] in ann.feed_ids(community), "Ann gets it through Cat")
+    peers = ann.cli_json("peers")
+    assert [p["name"] for p in peers["connected"]] == ["Cat"]
+    assert peers["connected"][0]["communities"] == ["Hackney Neighbours"]
+    ann.stop()
+    cat.stop()
