@@ -55,7 +55,9 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_ingest.py --threads 2
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_propagation.py
-	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_throughput.py --processes 1
+	$(BIN)/python bench/bench_throughput.py --processes 2
+	$(BIN)/python bench/bench_memory.py
 
 bench-store: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_store_queries.py
