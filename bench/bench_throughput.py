@@ -34,7 +34,7 @@ from bench.harness import (
     running_peer,
     wait_for_mesh,
 )
-from kithnet.core.envelope import decode
+from kithnet.core.envelope import Record, decode
 from kithnet.crypto.identity import Identity
 from kithnet.localstore.store import Store
 from kithnet.node.node import Node
@@ -125,7 +125,12 @@ async def receiver_child(genesis: str, address: str) -> None:
 
 
 async def measure(
-    author: Node, community: bytes, receiver: Receiver, records: int, idle_posts: int
+    author: Node,
+    community: bytes,
+    receiver: Receiver,
+    records: int,
+    idle_posts: int,
+    writers: int,
 ) -> tuple[float, int, list[float], int]:
     """Idle single posts, then `records` posted back to back: (seconds until the last
     was stored, how many were stored, idle latencies in ms, idle posts lost)."""
@@ -146,17 +151,28 @@ async def measure(
         _, count = await receiver.stored(community, QUIET_S, QUIET_S)
 
     start = time.perf_counter()
-    last = None
-    for number in range(records):
-        last = await author.post(
-            {"kind": "post", "community": community, "type": "post", "text": f"{number} {TEXT}"}
-        )
-    assert last is not None
+    posted: list[Record] = []
+
+    async def writer(first: int) -> None:
+        for number in range(first, records, writers):
+            text = f"{number} {TEXT}"
+            posted.append(
+                await author.post(
+                    {"kind": "post", "community": community, "type": "post", "text": text}
+                )
+            )
+
+    async with trio.open_nursery() as nursery:
+        for first in range(writers):
+            nursery.start_soon(writer, first)
+    last = posted[-1]  # the last one queued for gossip
     _, after = await receiver.stored(last.id, QUIET_S, LOAD_LIMIT_S)
     return time.perf_counter() - start, after - count, latencies, lost
 
 
-async def run(records: int, idle_posts: int, processes: int) -> tuple[float, int, list[float], int]:
+async def run(
+    records: int, idle_posts: int, processes: int, writers: int
+) -> tuple[float, int, list[float], int]:
     with tempfile.TemporaryDirectory() as folder:
         ann = Store.create(Path(folder) / "ann", "b", identity=Identity.generate(), kdf=FAST_KDF)
         genesis = ann.publish({"kind": "community", "name": "Load", "visibility": "public"})
@@ -189,7 +205,7 @@ async def run(records: int, idle_posts: int, processes: int) -> tuple[float, int
                 receiver = ChildReceiver(channel)
             await ann_peer.wait_for_topic_peer(topic, bob_id)
             await wait_for_mesh(ann_peer, topic, bob_id)  # before that, a post reaches no one
-            result = await measure(ann_node, genesis.id, receiver, records, idle_posts)
+            result = await measure(ann_node, genesis.id, receiver, records, idle_posts, writers)
         ann.close()
     return result
 
@@ -199,15 +215,25 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5_000)
     parser.add_argument("--idle-posts", type=int, default=50)
     parser.add_argument("--processes", type=int, choices=(1, 2), default=2)
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=1,
+        help="tasks posting at once (the node commits their posts together)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         trio.run(receiver_child, *args.child)
         return
-    spent, delivered, latencies, lost = trio.run(run, args.records, args.idle_posts, args.processes)
+    spent, delivered, latencies, lost = trio.run(
+        run, args.records, args.idle_posts, args.processes, args.writers
+    )
     rate = delivered / spent
+    who = "one writer" if args.writers == 1 else f"{args.writers} writers at once"
     print(
-        f"sustained: {delivered:,} of {args.records:,} posts of ~1 KiB delivered and stored in"
+        f"sustained ({who}): {delivered:,} of {args.records:,} posts of ~1 KiB delivered"
+        " and stored in"
         f" {spent:.2f} s = {rate:,.0f}/s"
         f" (limit {THROUGHPUT_LIMIT:,}/s: {rate / THROUGHPUT_LIMIT:.2f})"
     )

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from kithnet.core.envelope import sign_record
+from kithnet.core.errors import RecordError
 from kithnet.crypto.identity import Identity
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.node import Node, pack_message
@@ -317,3 +318,33 @@ def test_an_error_inside_a_running_peer_reaches_the_caller() -> None:
                 raise ValueError("the caller must see this")
 
     trio.run(main)
+
+
+def test_posts_made_at_once_share_a_commit_and_a_bad_one_fails_alone() -> None:
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann:
+            genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+            async with Peer.running(ann.identity) as peer:
+                node = Node(ann, peer)
+                await node.follow(genesis.id)
+                stored: list[bytes] = []
+                refused: list[Exception] = []
+
+                async def write(text: str) -> None:
+                    fields = {"kind": "post", "community": genesis.id, "type": "post"}
+                    try:
+                        stored.append((await node.post({**fields, "text": text})).id)
+                    except RecordError as exc:
+                        refused.append(exc)
+
+                async with trio.open_nursery() as nursery:
+                    for number in range(20):
+                        nursery.start_soon(write, f"post {number}")
+                    nursery.start_soon(write, "x" * 20_000)  # over the 16,000-character limit
+                assert len(stored) == 20
+                assert node.commits < 5  # not one per post
+                assert [type(e).__name__ for e in refused] == ["ValidationError"]
+                assert len(ann.feed(genesis.id).posts) == 20
+                assert all(ann.status_of(i) == ("allowed", "") for i in stored)
+
+    run(scenario)

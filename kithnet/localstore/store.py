@@ -481,15 +481,39 @@ class Store:
     def publish(self, fields: Mapping[str, Any], *, now: int | None = None) -> Record:
         """Sign a record as this member and store it; when this returns, the record is
         on disk (synchronous commit) and will survive a crash or power loss."""
+        [result] = self.publish_many([fields], now=now)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def publish_many(
+        self, many: Sequence[Mapping[str, Any]], *, now: int | None = None
+    ) -> list[Record | StoreError | RecordError]:
+        """`publish` for several records in one transaction (one commit, one fsync):
+        for each, its record or the error that kept it out; the others are stored."""
         now = now_ms() if now is None else now
-        body = dict(fields)
-        body.setdefault("created_at", now)
-        record = sign_record(self.identity, body)
-        validate(record, now)
-        [outcome] = self.ingest([record.envelope], now=now)
-        if outcome.status == "rejected":
-            raise StoreError(f"this {record.kind} cannot be posted: {outcome.message}")
-        return record
+        results: list[Record | StoreError | RecordError] = []
+        fresh: list[Record] = []
+        for fields in many:
+            body = dict(fields)
+            body.setdefault("created_at", now)
+            try:
+                record = sign_record(self.identity, body)
+                validate(record, now)
+            except RecordError as exc:
+                results.append(exc)
+                continue
+            results.append(record)
+            fresh.append(record)
+        outcomes = iter(self.ingest([r.envelope for r in fresh], now=now)) if fresh else iter(())
+        for index, result in enumerate(results):
+            if isinstance(result, Record):
+                outcome = next(outcomes)
+                if outcome.status == "rejected":
+                    results[index] = StoreError(
+                        f"this {result.kind} cannot be posted: {outcome.message}"
+                    )
+        return results
 
     # Passphrase ----------------------------------------------------------------------
 
