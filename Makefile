@@ -57,6 +57,7 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_propagation.py
 	$(BIN)/python bench/bench_throughput.py --processes 1
 	$(BIN)/python bench/bench_throughput.py --processes 2
+	$(BIN)/python bench/bench_throughput.py --processes 2 --writers 8
 	$(BIN)/python bench/bench_memory.py
 
 bench-store: $(RUNTIME_STAMP)
