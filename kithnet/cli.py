@@ -206,7 +206,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     import trio
 
-    from kithnet.node.daemon import serve
+    from kithnet.node.daemon import DEFAULT_LISTEN, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     with Store.open(_data_dir(args), _passphrase(args)) as store:
@@ -215,9 +215,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         trio.run(
             lambda: serve(
                 store,
-                args.listen or store.setting("listen") or ["/ip4/0.0.0.0/tcp/4001"],
+                args.listen or store.setting("listen") or list(DEFAULT_LISTEN),
                 args.peer,
                 resync_interval=args.resync,
+                mdns=args.mdns,
             )
         )
     return 0
@@ -514,7 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen",
         action="append",
         metavar="MULTIADDR",
-        help="where to listen (repeatable; default /ip4/0.0.0.0/tcp/4001)",
+        help="where to listen (repeatable; default TCP and QUIC on port 4001 of every"
+        " interface: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1)",
+    )
+    serve.add_argument(
+        "--mdns", action="store_true", help="also find members on the local network (mDNS)"
     )
     serve.add_argument(
         "--peer",

@@ -348,3 +348,31 @@ def test_posts_made_at_once_share_a_commit_and_a_bad_one_fails_alone() -> None:
                 assert all(ann.status_of(i) == ("allowed", "") for i in stored)
 
     run(scenario)
+
+
+def test_members_reach_each_other_over_quic() -> None:
+    async def scenario(folder: Path) -> None:
+        quic = ["/ip4/127.0.0.1/udp/0/quic-v1"]
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+            old = ann.publish(
+                {"kind": "post", "community": genesis.id, "type": "post", "text": "before"}
+            )
+            async with (
+                Peer.running(ann.identity, quic) as ann_peer,
+                Peer.running(bob.identity, quic) as bob_peer,
+            ):
+                assert all("/quic-v1/" in a for a in ann_peer.addresses())
+                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+                await ann_node.follow(genesis.id)
+                await bob_node.follow(genesis.id)
+                await bob_peer.connect(ann_peer.addresses()[0])
+                await bob_node.wait_for_record(old.id)  # caught up on connecting
+                await ann_peer.wait_for_topic_peer(community_topic(genesis.id), bob_peer.peer_id)
+                new = await ann_node.post(
+                    {"kind": "post", "community": genesis.id, "type": "post", "text": "after"}
+                )
+                await bob_node.wait_for_record(new.id)  # by gossip
+                assert [p.text for p in bob.feed(genesis.id).posts] == ["after", "before"]
+
+    run(scenario)

@@ -28,17 +28,17 @@ from kithnet.p2p.host import P2PError, Peer
 log = logging.getLogger("kithnet.serve")
 T = TypeVar("T")
 
-DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/4001",)
+DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1")
 TEMPORARY_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
 
 @contextlib.asynccontextmanager
 async def running_node(
-    store: Store, listen: Sequence[str], *, announce: bool = True
+    store: Store, listen: Sequence[str], *, announce: bool = True, mdns: bool = False
 ) -> AsyncIterator[Node]:
     """A node following every community the member takes part in."""
     try:
-        async with Peer.running(store.identity, listen) as peer:
+        async with Peer.running(store.identity, listen, mdns=mdns) as peer:
             node = Node(store, peer, announce=announce)
             for community in store.followed_communities():
                 await node.follow(community)
@@ -53,9 +53,10 @@ async def serve(
     peers: Sequence[str],
     *,
     resync_interval: float = 60,
+    mdns: bool = False,
 ) -> None:
     """Run until SIGINT or SIGTERM (or cancellation)."""
-    async with running_node(store, listen) as node:
+    async with running_node(store, listen, mdns=mdns) as node:
         peer = node.peer
         store.set_setting("announce", peer.addresses())
         peer.on_connect(_log_connect)

@@ -207,13 +207,18 @@ class Peer:
     @classmethod
     @asynccontextmanager
     async def running(
-        cls, identity: Identity, listen: Sequence[str] = DEFAULT_LISTEN
+        cls, identity: Identity, listen: Sequence[str] = DEFAULT_LISTEN, *, mdns: bool = False
     ) -> AsyncIterator[Peer]:
+        """Start a host listening on `listen` (TCP, and QUIC for `/udp/…/quic-v1`
+        addresses); `mdns` finds members on the local network (off unless asked)."""
         host = new_host(
             key_pair=_key_pair(identity),
             muxer_preference="YAMUX",
             connection_config=ConnectionConfig(max_connections_per_peer=1),
-            enable_mDNS=False,
+            enable_mDNS=mdns,
+            # QUIC (its own encryption and streams) alongside TCP when asked to listen on
+            # it; such a host also dials members' QUIC addresses.
+            enable_quic=any("/quic-v1" in address for address in listen),
             # Identify, the DHT and our own peer exchange announce dialable addresses.
             addrs_factory=_dialable,
         )
