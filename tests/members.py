@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,6 @@ from kithnet.node.control import call
 from tests.test_store_ingest import FAST_KDF
 
 PASSPHRASE = "members test"
-LISTEN = "/ip4/127.0.0.1/tcp/0"
 
 
 def environment() -> dict[str, str]:
@@ -49,6 +49,11 @@ class Member:
         self.data_dir = folder / name.lower()
         self.log = folder / f"{name.lower()}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # One port for the member's life, as a real node keeps (4001 by default): an
+        # address others learnt stays good across restarts.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.listen = f"/ip4/127.0.0.1/tcp/{probe.getsockname()[1]}"
         self._log_offset = 0
         with Store.create(self.data_dir, PASSPHRASE, name=name, kdf=FAST_KDF) as store:
             self.peer_id = store.peer_id
@@ -61,7 +66,7 @@ class Member:
             self.process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "kithnet", "serve", "--data-dir", str(self.data_dir)),
-                    *("--listen", LISTEN, "--resync", "2", *args),
+                    *("--listen", self.listen, "--resync", "2", *args),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

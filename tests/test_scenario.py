@@ -95,3 +95,45 @@ def test_three_members_join_post_go_away_and_catch_up(
     assert peers["connected"][0]["communities"] == ["Hackney Neighbours"]
     ann.stop()
     cat.stop()
+
+
+def test_commands_without_a_running_node_start_one_for_their_own_duration(
+    members: tuple[Member, Member, Member],
+) -> None:
+    ann, bob, cat = members
+    ann.start()
+    community = ann.cli_json("community", "create", "Lofts")["id"]
+    code = ann.cli_json("invite", "create", "Lofts", "--uses", "1")["code"]
+
+    # Bob runs no node: each command starts one, does its work and stops.
+    assert "no node is running" in bob.cli("status").stdout
+    mistyped = bob.cli("join", code[:40] + ("a" if code[40] != "a" else "b") + code[41:])
+    assert mistyped.returncode == 1
+    assert "mistyped" in mistyped.stderr
+    assert "Traceback" not in mistyped.stderr
+    joined = bob.cli_json("join", code)
+    assert joined["status"] == "joined"
+    posted = bob.cli_json("post", "lofts", "Fitted 200 mm of wool today", "--skill", "insulation")
+    assert posted["members_online"] == 1
+    wait_until(lambda: posted["id"] in ann.feed_ids(community), "Ann gets Bob's post")
+    assert not (bob.data_dir / "kithnet.sock").exists()
+
+    again = bob.cli("join", code)
+    assert again.returncode == 0
+    assert "already in Lofts" in again.stdout
+    # The code was for one use: Cat cannot join with it, and is told why.
+    used = cat.cli("join", code)
+    assert used.returncode == 1
+    assert "refused this invite" in used.stderr
+    assert "Traceback" not in used.stderr
+    assert cat.cli_json("community", "list") == []  # not a member
+
+    # Offline: the post waits in the store and goes out when Bob's node next connects.
+    ann.stop()
+    later = bob.cli_json("post", "lofts", "Anyone free on Friday?")
+    assert later["members_online"] == 0
+    ann.start()
+    bob.start()
+    wait_until(lambda: later["id"] in ann.feed_ids(community), "Ann gets the offline post")
+    bob.stop()
+    ann.stop()
