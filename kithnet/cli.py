@@ -210,8 +210,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     with Store.open(_data_dir(args), _passphrase(args)) as store:
-        if args.listen:
-            store.set_setting("listen", args.listen)  # the next `serve` listens there too
         trio.run(
             lambda: serve(
                 store,
@@ -219,6 +217,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 args.peer,
                 resync_interval=args.resync,
                 mdns=args.mdns,
+                remember_listen=bool(args.listen),
+                relay=args.relay,
+                relay_via=args.relay_via,
             )
         )
     return 0
@@ -520,6 +521,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--mdns", action="store_true", help="also find members on the local network (mDNS)"
+    )
+    serve.add_argument(
+        "--relay",
+        action="store_true",
+        help="relay connections for members behind NAT (for a node others can reach)",
+    )
+    serve.add_argument(
+        "--relay-via",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="be reachable through this relaying member's node (when behind NAT; repeatable)",
     )
     serve.add_argument(
         "--peer",

@@ -17,7 +17,8 @@ from kithnet.core.envelope import sign_record
 from kithnet.core.errors import RecordError
 from kithnet.crypto.identity import Identity
 from kithnet.localstore.store import Store, now_ms
-from kithnet.node.node import Node, pack_message
+from kithnet.node.node import SYNC_PROTOCOL, Node, pack_message
+from kithnet.node.sync import encode_frame
 from kithnet.p2p.host import P2PError, Peer, RateLimiter, community_topic
 from tests.test_store_ingest import FAST_KDF
 
@@ -374,5 +375,81 @@ def test_members_reach_each_other_over_quic() -> None:
                 )
                 await bob_node.wait_for_record(new.id)  # by gossip
                 assert [p.text for p in bob.feed(genesis.id).posts] == ["after", "before"]
+
+    run(scenario)
+
+
+def test_a_peer_abusing_sync_is_refused_and_the_node_keeps_serving() -> None:
+    """A stranger asks for the whole community again and again without reading, then
+    resets the stream; another opens many syncs and goes quiet. The node stays up,
+    refuses what is over the limits, and members still catch up with it."""
+
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+            posts = [
+                ann.publish(
+                    {"kind": "post", "community": genesis.id, "type": "post", "text": f"{n} " * 300}
+                )
+                for n in range(200)
+            ]
+            ids = [post.id for post in posts]
+            async with (
+                Peer.running(ann.identity) as ann_peer,
+                Peer.running(Identity.generate()) as bad,
+            ):
+                ann_node = Node(ann, ann_peer)
+                await ann_node.follow(genesis.id)
+                await bad.connect(ann_peer.addresses()[0])
+                stream = await bad.open_stream(ann_peer.peer_id, SYNC_PROTOCOL)
+                frames = [encode_frame(["open", 1, genesis.id, b"\x61"])]
+                frames += [encode_frame(["want", ids]) for _ in range(40)]
+                with contextlib.suppress(Exception):
+                    await stream.write(b"".join(frames))
+                idle = [await bad.open_stream(ann_peer.peer_id, SYNC_PROTOCOL) for _ in range(3)]
+                with contextlib.suppress(Exception):
+                    await stream.reset()
+                with trio.fail_after(10):
+                    while not ann_node.dropped["bad_sync"]:
+                        await trio.sleep(0.05)
+                # Honest members still catch up with Ann.
+                async with Peer.running(bob.identity) as bob_peer:
+                    bob_node = Node(bob, bob_peer)
+                    await bob_node.follow(genesis.id)
+                    await bob_peer.connect(ann_peer.addresses()[0])
+                    await bob_node.sync(ann_peer.peer_id, genesis.id)
+                    assert len(bob.feed(genesis.id, limit=500).posts) == len(posts)
+                for quiet in idle:
+                    with contextlib.suppress(Exception):
+                        await quiet.close()
+
+    run(scenario)
+
+
+def test_garbage_on_the_gossip_stream_does_not_stop_the_node() -> None:
+    """py-libp2p would let an unparsable pubsub frame stop the whole host."""
+
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            genesis = ann.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+            bob.ingest([genesis.envelope])
+            async with (
+                connected_pair(ann, bob, genesis.id) as (ann_node, bob_node),
+                Peer.running(Identity.generate()) as bad,
+            ):
+                bob_peer = bob_node.peer
+                await bad.connect(bob_peer.addresses()[0])
+                stream = await bad.open_stream(bob_peer.peer_id, "/meshsub/1.1.0")
+                garbage = b"\xff" * 40
+                await stream.write(bytes([len(garbage)]) + garbage)
+                with trio.fail_after(10):
+                    while not bob_peer.dropped["bad_rpc"]:
+                        await trio.sleep(0.05)
+                topic = community_topic(genesis.id)
+                await ann_node.peer.wait_for_topic_peer(topic, bob_peer.peer_id)
+                post = await ann_node.post(
+                    {"kind": "post", "community": genesis.id, "type": "post", "text": "alive?"}
+                )
+                await bob_node.wait_for_record(post.id)
 
     run(scenario)

@@ -137,3 +137,26 @@ def test_commands_without_a_running_node_start_one_for_their_own_duration(
     wait_until(lambda: later["id"] in ann.feed_ids(community), "Ann gets the offline post")
     bob.stop()
     ann.stop()
+
+
+def test_a_member_reachable_only_through_a_relay(
+    members: tuple[Member, Member, Member],
+) -> None:
+    """Rae's node relays (opted in); Bob's announces a circuit address through it; Ann,
+    who knows only that circuit address, reaches Bob and gets his posts."""
+    rae, bob, ann = members
+    rae.start("--relay")
+    bob.start("--relay-via", f"{rae.listen}/p2p/{rae.peer_id}")
+    circuit = f"{rae.listen}/p2p/{rae.peer_id}/p2p-circuit/p2p/{bob.peer_id}"
+    assert circuit in bob.wait_for_log(r"reachable through a relay at \S+")
+    community = bob.cli_json("community", "create", "Lofts")["id"]
+    code = bob.cli_json("invite", "create", "Lofts")
+    assert circuit in code["addresses"]
+
+    ann.start("--peer", circuit)
+    ann.wait_for_log(f"connected to {bob.peer_id}")
+    assert ann.cli_json("join", code["code"])["status"] == "joined"
+    post = bob.command("post", community=community, text="Through the relay")
+    wait_until(lambda: post["id"] in ann.feed_ids(community), "Ann gets Bob's post")
+    for member in members:
+        member.stop()

@@ -21,7 +21,7 @@ import platformdirs
 import sqlcipher3
 
 from kithnet.core.authority import Verdict
-from kithnet.core.envelope import Record, decode, sign_record
+from kithnet.core.envelope import Record, decode, decode_stored, sign_record
 from kithnet.core.errors import RecordError
 from kithnet.core.validation import validate
 from kithnet.crypto.identity import Identity
@@ -233,6 +233,7 @@ class Store:
         self.identity = Identity.from_seed(row[0])
         self.max_pending = MAX_PENDING
         self._judge = Judge(db, self.identity.public_key, MAX_PENDING)
+        self._peer_ids: dict[bytes, str] = {}  # member key -> libp2p peer id, computed once
 
     # Opening and closing -------------------------------------------------------------
 
@@ -644,16 +645,17 @@ class Store:
 
     def envelopes_for(self, community: bytes, ids: Sequence[bytes]) -> list[bytes]:
         """The envelopes of those `ids` that belong to `community` (or are its genesis,
-        or are profiles), in (created_at, id) order; ids of other communities' records
-        are not answered."""
+        or the profiles of its members), in (created_at, id) order; ids of other
+        records are not answered."""
         found: list[tuple[int, bytes, bytes]] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            marks = ", ".join(f"?{number + 2}" for number in range(len(chunk)))
+            marks = ", ".join(f"?{number + 3}" for number in range(len(chunk)))
             found += self.db.execute(
                 f"SELECT created_at, id, envelope FROM records WHERE id IN ({marks})"  # noqa: S608
-                " AND (community = ?1 OR id = ?1 OR kind = 'profile') AND status = 'allowed'",
-                (community, *chunk),
+                " AND (community = ?1 OR id = ?1 OR id IN (SELECT record_id FROM profiles"
+                f" WHERE {_MEMBER_PROFILES})) AND status = 'allowed'",
+                (community, self.identity.public_key, *chunk),
             ).fetchall()
         return [row[2] for row in sorted(found)]
 
@@ -727,6 +729,20 @@ class Store:
         ).fetchone()
         return row is not None and row[0] == 0 and owner is None
 
+    def own_record(self, community: bytes, kind: str, **fields: Any) -> Record | None:
+        """This member's newest record of `kind` in `community` that is not refused and
+        whose fields include `fields` (a join with this invite, say), or None."""
+        rows = self.db.execute(
+            "SELECT envelope FROM records WHERE author = ? AND community = ? AND kind = ?"
+            " AND status != 'denied' ORDER BY created_at DESC, id DESC",
+            (self.identity.public_key, community, kind),
+        ).fetchall()
+        for (envelope,) in rows:
+            record = decode_stored(envelope)
+            if all(record.fields.get(name) == value for name, value in fields.items()):
+                return record
+        return None
+
     def community(self, community: bytes) -> views.Community | None:
         """A community this store holds the genesis of, member or not."""
         return views.community(self.db, community, self.identity.public_key)
@@ -742,19 +758,25 @@ class Store:
             return
         with self._transaction():
             row = self.db.execute(
-                "SELECT addresses FROM peers WHERE peer_id = ?", (peer_id,)
+                "SELECT addresses, source FROM peers WHERE peer_id = ?", (peer_id,)
             ).fetchone()
             known = json.loads(row[0]) if row else []
-            merged = list(dict.fromkeys([*addresses, *known]))[:MAX_PEER_ADDRESSES]
+            # Hearsay never pushes out what the peer itself, an invite or a connection
+            # told us: it only fills the room left.
+            merged = [*known, *addresses] if source == "exchange" else [*addresses, *known]
+            kept = list(dict.fromkeys(merged))[:MAX_PEER_ADDRESSES]
+            trusted = source if row is None or row[1] == "exchange" else row[1]
             self.db.execute(
                 "INSERT INTO peers (peer_id, addresses, source, learnt_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (peer_id) DO UPDATE SET addresses = excluded.addresses",
-                (peer_id, json.dumps(merged), source, now_ms()),
+                " ON CONFLICT (peer_id) DO UPDATE SET addresses = excluded.addresses,"
+                " source = excluded.source",
+                (peer_id, json.dumps(kept), trusted, now_ms()),
             )
+            # Full: forget hearsay first, then those that failed most and were seen least.
             self.db.execute(
                 "DELETE FROM peers WHERE peer_id IN (SELECT peer_id FROM peers"
-                " ORDER BY failures ASC, coalesce(last_connected, learnt_at) DESC"
-                " LIMIT -1 OFFSET ?)",
+                " ORDER BY source = 'exchange', failures ASC,"
+                " coalesce(last_connected, learnt_at) DESC LIMIT -1 OFFSET ?)",
                 (MAX_PEERS,),
             )
 
@@ -783,8 +805,24 @@ class Store:
     def peers_of(self, community: bytes, *, limit: int = 50) -> list[tuple[str, list[str]]]:
         """Known addresses of the community's members' nodes (for invites and peer
         exchange), most promising first."""
-        members = {peer_id_of(m.member) for m in self.members(community)}
+        members = self.member_peer_ids([community])
         return [p for p in self.known_peers(limit=MAX_PEERS) if p[0] in members][:limit]
+
+    def member_peer_ids(self, communities: Sequence[bytes]) -> set[str]:
+        """The libp2p peer ids of the members (and role holders) of these communities."""
+        found: set[str] = set()
+        for community in communities:
+            rows = self.db.execute(
+                "SELECT member FROM members WHERE community = ?1"
+                " UNION SELECT member FROM roles WHERE community = ?1",
+                (community,),
+            )
+            for (member,) in rows:
+                text = self._peer_ids.get(member)
+                if text is None:
+                    text = self._peer_ids[member] = peer_id_of(member)
+                found.add(text)
+        return found
 
     def setting(self, name: str) -> Any:
         row = self.db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()

@@ -218,11 +218,7 @@ class Commands:
     def _invite_addresses(self, community: bytes) -> list[str]:
         """Where a newcomer can find the community: this node's addresses if others can
         reach it, then other members' nodes; at most MAX_ADDRESSES."""
-        own: list[str] = []
-        if self.node.announce:
-            own = self.node.peer.addresses()
-        else:
-            own = list(self.store.setting("announce") or [])
+        own = self.node.announced() or list(self.store.setting("announce") or [])
         chosen = list(own)
         for _peer, addresses in self.store.peers_of(community):
             chosen += addresses[:1]
@@ -249,14 +245,17 @@ class Commands:
         async with trio.open_nursery() as nursery:
             for address in invite.addresses:
                 nursery.start_soon(self._try_connect, address)
-        record = self.store.publish(
-            {
-                "kind": "join",
-                "community": community,
-                "invite_key": invite.invite_key,
-                "proof": invite.prove_join(me),
-            }
-        )
+        # Asking again (the first time nobody answered) re-sends the same join.
+        record = self.store.own_record(community, "join", invite_key=invite.invite_key)
+        if record is None:
+            record = self.store.publish(
+                {
+                    "kind": "join",
+                    "community": community,
+                    "invite_key": invite.invite_key,
+                    "proof": invite.prove_join(me),
+                }
+            )
         await self._reach(community)
         with trio.move_on_after(REACH_TIMEOUT):
             while not self.node.community_peers(community):
@@ -271,9 +270,16 @@ class Commands:
         if self.temporary:
             await self.node.flush()
         status, reason = self.store.status_of(record.id) or ("pending", "")
-        if status == "denied":
+        member = any(c.id == community for c in self.store.communities())
+        if status == "denied" and not member:
             raise CommandError(f"the community refused this invite: {reason}")
-        if not synced:
+        if not synced and not member:
+            if self.node.peer.connected_peers():
+                raise CommandError(
+                    f"the members' nodes reached do not carry {invite.community_name!r}. "
+                    "Your request to join is saved and goes out when your node meets a "
+                    "member (run `kithnet serve`, or try `kithnet join` again later)"
+                )
             raise CommandError(
                 f"none of the members' nodes named in the invite to {invite.community_name!r} "
                 "answered. Your request to join is saved and goes out when your node next "
@@ -282,8 +288,8 @@ class Commands:
         return {
             "community": community.hex(),
             "name": invite.community_name,
-            "status": "joined" if status == "allowed" else "waiting",
-            "detail": reason if status != "allowed" else "",
+            "status": "joined" if member else "waiting",
+            "detail": "" if member else reason,
             "records": len(self.store.sync_items(community)),
             "members_online": len(self.node.community_peers(community)),
         }

@@ -24,6 +24,8 @@ import trio
 SOCKET_NAME = "kithnet.sock"
 MAX_REQUEST = 1 << 20
 MAX_SOCKET_PATH = 100  # sun_path holds 104-108 bytes depending on the system
+READ_TIMEOUT = 10.0  # a client has this long to send its request
+MAX_CLIENTS = 32  # requests handled at once
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +82,35 @@ async def serving(data_dir: Path, dispatch: Dispatcher) -> AsyncIterator[Path]:
 
 
 async def _accept(listener: trio.SocketListener, dispatch: Dispatcher) -> None:
+    limit = trio.CapacityLimiter(MAX_CLIENTS)
     async with trio.open_nursery() as nursery:
         while True:
             stream = await listener.accept()
-            nursery.start_soon(_handle, stream, dispatch)
+            await limit.acquire_on_behalf_of(stream)
+            nursery.start_soon(_handle_limited, stream, dispatch, limit)
+
+
+async def _handle_limited(
+    stream: trio.SocketStream, dispatch: Dispatcher, limit: trio.CapacityLimiter
+) -> None:
+    try:
+        await _handle(stream, dispatch)
+    finally:
+        limit.release_on_behalf_of(stream)
 
 
 async def _handle(stream: trio.SocketStream, dispatch: Dispatcher) -> None:
     async with stream:
         try:
-            request = await _read_line(stream)
+            with trio.fail_after(READ_TIMEOUT):
+                request = await _read_line(stream)
             command, args = request["command"], request.get("args", {})
             if not isinstance(command, str) or not isinstance(args, dict):
                 raise ValueError("a request names a command and its args")
-        except (ValueError, KeyError, TypeError) as exc:
-            reply: dict[str, Any] = {"ok": False, "error": f"bad control request: {exc}"}
-        except trio.BrokenResourceError:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             return
+        except Exception as exc:  # not JSON, nested too deep, not a request...
+            reply: dict[str, Any] = {"ok": False, "error": f"bad control request: {exc}"}
         else:
             try:
                 reply = {"ok": True, "result": await dispatch(command, args)}
@@ -105,7 +119,11 @@ async def _handle(stream: trio.SocketStream, dispatch: Dispatcher) -> None:
                 if not getattr(exc, "expected", False):
                     log.exception("control command %s failed", command)
         try:
-            await stream.send_all(json.dumps(reply).encode() + b"\n")
+            text = json.dumps(reply)
+        except (TypeError, ValueError) as exc:
+            text = json.dumps({"ok": False, "error": f"the answer could not be sent: {exc}"})
+        try:
+            await stream.send_all(text.encode() + b"\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
 

@@ -16,6 +16,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import multiaddr
 import trio
 
 from kithnet.localstore.store import Store
@@ -24,6 +25,7 @@ from kithnet.node.control import serving
 from kithnet.node.node import TARGET_PEERS, Node
 from kithnet.p2p.dht import CommunityDht
 from kithnet.p2p.host import P2PError, Peer
+from kithnet.p2p.relay import RelayClient, RelayService
 
 log = logging.getLogger("kithnet.serve")
 T = TypeVar("T")
@@ -37,8 +39,17 @@ async def running_node(
     store: Store, listen: Sequence[str], *, announce: bool = True, mdns: bool = False
 ) -> AsyncIterator[Node]:
     """A node following every community the member takes part in."""
+    for address in listen:
+        try:
+            multiaddr.Multiaddr(address)
+        except Exception as exc:  # multiaddr raises several unrelated types
+            raise P2PError(f"cannot listen on {address!r}: not a multiaddr ({exc})") from None
     try:
         async with Peer.running(store.identity, listen, mdns=mdns) as peer:
+            if not peer.addresses():
+                raise P2PError(
+                    f"could not listen on {', '.join(listen)} (in use by another program?)"
+                )
             node = Node(store, peer, announce=announce)
             for community in store.followed_communities():
                 await node.follow(community)
@@ -54,11 +65,35 @@ async def serve(
     *,
     resync_interval: float = 60,
     mdns: bool = False,
+    remember_listen: bool = False,
+    relay: bool = False,
+    relay_via: Sequence[str] = (),
 ) -> None:
-    """Run until SIGINT or SIGTERM (or cancellation)."""
-    async with running_node(store, listen, mdns=mdns) as node:
+    """Run until SIGINT or SIGTERM (or cancellation). `remember_listen`: the next
+    `serve` without --listen listens on `listen` too. `relay`: act as a circuit relay
+    for members behind NAT. `relay_via`: reserve a slot on these relays and announce
+    the circuit addresses, for a node others cannot dial directly."""
+    async with (
+        running_node(store, listen, mdns=mdns) as node,
+        RelayClient.running(node.peer) as relay_client,
+        contextlib.AsyncExitStack() as services,
+    ):
         peer = node.peer
-        store.set_setting("announce", peer.addresses())
+        if relay:
+            await services.enter_async_context(RelayService.running(peer))
+            log.info("relaying for members behind NAT")
+        for address in relay_via:
+            try:
+                circuits = await relay_client.reserve(address)
+            except P2PError as exc:
+                log.warning("no relay reservation: %s", exc)
+                continue
+            node.relayed_addresses += circuits
+            for circuit in circuits:
+                log.info("reachable through a relay at %s", circuit)
+        store.set_setting("announce", node.announced())
+        if remember_listen:
+            store.set_setting("listen", list(listen))
         peer.on_connect(_log_connect)
         peer.on_disconnect(_log_disconnect)
         for address in peer.addresses():

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -35,7 +36,9 @@ READ_SIZE = 64 * 1024
 MAX_EXCHANGED_PEERS = 32  # addresses one peer exchange answers with
 TARGET_PEERS = 8  # below this many connections, dial what peer exchange taught us
 SUBSCRIPTION_WAIT = 3.0  # how long a new peer has to tell us its communities
-SYNC_TIMEOUT = 300.0
+SYNC_TIMEOUT = 300.0  # a whole catch-up, either side
+READ_IDLE = 30.0  # a sync peer silent this long is given up on
+MAX_SYNCS_PER_PEER = 4  # sync streams one peer may have open with us at once
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +85,12 @@ class Node:
         self.peer = peer
         self.announce = announce  # tell peers our addresses (not for a short-lived node)
         self.following: set[bytes] = set()
+        self.relayed_addresses: list[str] = []  # /p2p-circuit addresses, if behind a relay
         self.dropped: Counter[str] = Counter()
         self.syncs: dict[tuple[str, bytes], SyncProgress] = {}  # the latest, per peer
         self.received_by_sync: Counter[bytes] = Counter()  # records, per community
         self._sync_locks: dict[bytes, trio.Lock] = {}
+        self._serving: Counter[str] = Counter()  # sync streams open, per asking peer
         self.sent_by_sync: Counter[bytes] = Counter()
         self._arrival = trio.Event()
         self._outbox, self._outgoing = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_SIZE)
@@ -115,7 +120,8 @@ class Node:
         batch = self.store.check_batch(envelopes)
         if batch.refused:
             self.dropped.update(batch.refused)
-            return "reject"
+            # A record dated ahead of our clock may be honest (our clock may be behind).
+            return "ignore" if set(batch.refused) == {"clock_skew"} else "reject"
         try:
             outcomes = self.store.ingest_checked(batch)
         except StoreError as exc:  # a full disk, say: keep nothing, pass nothing on
@@ -236,6 +242,14 @@ class Node:
             while not self.store.has_record(record_id):
                 await self._arrival.wait()
 
+    def announced(self) -> list[str]:
+        """Where other members can reach this node: its listen addresses, then circuit
+        addresses through relays it holds a reservation on (none for a node that runs
+        for one command only)."""
+        if not self.announce:
+            return []
+        return list(dict.fromkeys([*self.peer.addresses(), *self.relayed_addresses]))
+
     def community_peers(self, community: bytes) -> set[str]:
         """Connected peers that take part in a community's gossip."""
         return self.peer.topic_peers(community_topic(community))
@@ -243,12 +257,13 @@ class Node:
     # Connections ----------------------------------------------------------------------
 
     async def _on_connect(self, peer_id: str) -> None:
-        """A new connection: learn and share addresses, then catch up what we share."""
+        """A new connection: catch up what we share, then learn and share addresses."""
         self.store.peer_connected(peer_id)
-        await self.exchange_peers(peer_id)
         shared = await self._shared_communities(peer_id)
         for community in shared:
             await self.sync_logged(peer_id, community)
+        # After the catch-up, so that a newcomer knows who the members are.
+        await self.exchange_peers(peer_id)
 
     async def _shared_communities(self, peer_id: str) -> list[bytes]:
         """The communities we follow that `peer_id` takes part in, once its
@@ -310,7 +325,7 @@ class Node:
         """Tell `peer_id` where we listen and learn the members it knows in the
         communities we follow; dial some if we have few connections. Returns how many
         addresses were learnt."""
-        request = ["hello", self.peer.addresses() if self.announce else [], sorted(self.following)]
+        request = ["hello", self.announced(), sorted(self.following)]
         try:
             with trio.fail_after(timeout):
                 stream = await self.peer.open_stream(peer_id, PEERS_PROTOCOL)
@@ -325,9 +340,12 @@ class Node:
         except Exception as exc:  # the stream was reset under us
             log.debug("peer exchange with %s failed: %s", peer_id, exc)
             return 0
+        # Only nodes of members of the communities we follow, by the ids their keys give:
+        # a peer cannot fill our peer book with strangers or made-up ids.
+        members = self.store.member_peer_ids(sorted(self.following))
         learnt = 0
         for entry in _peer_entries(reply):
-            if entry[0] != self.peer.peer_id:
+            if entry[0] != self.peer.peer_id and entry[0] in members:
                 self.store.remember_peer(entry[0], entry[1], "exchange")
                 learnt += 1
         if learnt and len(self.peer.connected_peers()) < TARGET_PEERS:
@@ -347,11 +365,13 @@ class Node:
                     self.store.peer_connected(asker)
                 entries: dict[str, list[str]] = {}
                 if isinstance(communities, list):
-                    for community in communities[:1000]:
-                        if isinstance(community, bytes) and community in self.following:
-                            for peer_id, known in self.store.peers_of(community):
-                                if peer_id != asker:
-                                    entries.setdefault(peer_id, known)
+                    asked = {c for c in communities[:1000] if isinstance(c, bytes)}
+                    for community in sorted(asked & self.following):
+                        for peer_id, known in self.store.peers_of(community):
+                            if peer_id != asker:
+                                entries.setdefault(peer_id, known)
+                        if len(entries) >= MAX_EXCHANGED_PEERS:
+                            break
                 chosen = list(entries.items())[:MAX_EXCHANGED_PEERS]
                 await stream.write(encode_frame(["peers", [[p, a] for p, a in chosen]]))
         except (SyncError, trio.TooSlowError) as exc:
@@ -360,7 +380,8 @@ class Node:
         except Exception:  # the asker reset the stream
             return
         finally:
-            await stream.close()
+            with contextlib.suppress(Exception):
+                await stream.close()
 
     # Catch-up sync --------------------------------------------------------------------
 
@@ -382,9 +403,14 @@ class Node:
             with trio.fail_after(timeout):
                 await self._converse(stream, client, reader)
         except trio.TooSlowError:
-            raise SyncError(f"the sync with {peer_id} took over {timeout} s") from None
+            raise SyncError(f"the sync with {peer_id} stalled or took over {timeout} s") from None
+        except SyncError:
+            raise
+        except Exception as exc:  # reset by the other side, or the connection went away
+            raise SyncError(f"the sync with {peer_id} broke off: {exc}") from exc
         finally:
-            await stream.close()
+            with contextlib.suppress(Exception):
+                await stream.close()
             if client.refused:
                 self.peer.penalise(peer_id, INVALID_PENALTY * client.refused)
         self.received_by_sync[community] += client.received
@@ -394,12 +420,14 @@ class Node:
             self._arrival = trio.Event()
         return client
 
-    async def sync_logged(self, peer_id: str, community: bytes) -> SyncProgress:
+    async def sync_logged(
+        self, peer_id: str, community: bytes, timeout: float = SYNC_TIMEOUT
+    ) -> SyncProgress:
         """`sync`, recorded for `status` and logged; never raises for network trouble."""
         progress = SyncProgress(peer_id, community, now_ms())
         self.syncs[(peer_id, community)] = progress
         try:
-            client = await self.sync(peer_id, community)
+            client = await self.sync(peer_id, community, timeout)
         except (SyncError, P2PError) as exc:
             progress.error = str(exc)
             log.info("sync of %s with %s failed: %s", community.hex()[:12], peer_id, exc)
@@ -429,7 +457,8 @@ class Node:
         client.bytes_out += len(opening)
         await stream.write(opening)
         while not client.done:
-            data = await stream.read(READ_SIZE)
+            with trio.fail_after(READ_IDLE):
+                data = await stream.read(READ_SIZE)
             if not data:
                 raise SyncError("the member closed the sync before it ended")
             client.bytes_in += len(data)
@@ -443,26 +472,39 @@ class Node:
 
     async def _serve_sync(self, stream: Any) -> None:
         asker = str(stream.muxed_conn.peer_id)
+        if self._serving[asker] >= MAX_SYNCS_PER_PEER:
+            self.dropped["too_many_syncs"] += 1
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
+        self._serving[asker] += 1
         server = SyncServer(self.store, serves=lambda c: c in self.following)
         reader = FrameReader()
         try:
-            while not server.done:
-                try:
-                    data = await stream.read(READ_SIZE)
-                except Exception:  # the other side reset or closed the stream
-                    return
-                if not data:
-                    return
-                replies = []
-                for message in reader.feed(data):
-                    replies += server.handle(message)
-                if replies:
-                    await stream.write(b"".join(encode_frame(m) for m in replies))
+            with trio.fail_after(SYNC_TIMEOUT):
+                while not server.done:
+                    with trio.fail_after(READ_IDLE):
+                        data = await stream.read(READ_SIZE)
+                    if not data:
+                        return
+                    replies = []
+                    for message in reader.feed(data):
+                        replies += server.handle(message)
+                    if replies:
+                        await stream.write(b"".join(encode_frame(m) for m in replies))
         except SyncError as exc:
             log.info("sync with %s refused: %s", asker, exc)
             self.dropped["bad_sync"] += 1
             self.peer.penalise(asker, INVALID_PENALTY)
+        except trio.TooSlowError:
+            log.info("sync with %s stalled; closed", asker)
+            self.dropped["stalled_sync"] += 1
+        except Exception as exc:  # the stream was reset, or the store could not take it
+            log.info("sync with %s ended: %s", asker, exc)
         finally:
+            self._serving[asker] -= 1
+            if not self._serving[asker]:
+                del self._serving[asker]
             if server.refused:
                 self.peer.penalise(asker, INVALID_PENALTY * server.refused)
             if server.community is not None:
@@ -471,7 +513,8 @@ class Node:
             if server.received:
                 self._arrival.set()
                 self._arrival = trio.Event()
-            await stream.close()
+            with contextlib.suppress(Exception):
+                await stream.close()
 
 
 async def _read_one(stream: Any) -> Any:

@@ -36,6 +36,10 @@ class SyncError(Exception):
     """The other side broke the sync protocol; the conversation ends."""
 
 
+MAX_WANTS = 8  # `want` messages a server answers in one sync
+MAX_WANTED_IDS = 4096  # ids in one `want`
+
+
 class SyncStore(Protocol):
     """What sync needs of a store (kithnet.localstore.store.Store provides it)."""
 
@@ -166,11 +170,13 @@ class SyncClient:
 
 def _refused(outcomes: Sequence[Any]) -> int:
     """Records a peer should not have sent: malformed, forged or invalid (a record
-    refused by authority may only look so for want of an earlier one)."""
+    refused by authority may only look so for want of an earlier one, and one dated
+    ahead of our clock may be honest if our clock is behind)."""
     return sum(
         1
         for o in outcomes
-        if o.status == "rejected" and o.reason not in ("not_authorised", "pending_full")
+        if o.status == "rejected"
+        and o.reason not in ("not_authorised", "pending_full", "clock_skew")
     )
 
 
@@ -190,6 +196,7 @@ class SyncServer:
     def __init__(self, store: SyncStore, serves: Callable[[bytes], bool] = lambda _c: True) -> None:
         self.store = store
         self._serves = serves
+        self._wants = 0
         self.refused = 0  # records that failed decoding or validation
         self.community: bytes | None = None
         self._negentropy: Negentropy | None = None
@@ -218,7 +225,12 @@ class SyncServer:
         if kind == "neg" and len(message) == 2:
             return self._reconcile(message[1])
         if kind == "want" and len(message) == 2:
+            self._wants += 1
+            if self._wants > MAX_WANTS:
+                raise SyncError(f"more than {MAX_WANTS} want messages in one sync")
             ids = _byte_list(message[1], "wanted ids", 32)
+            if len(ids) > MAX_WANTED_IDS:
+                raise SyncError(f"a want of {len(ids)} ids is over the {MAX_WANTED_IDS} limit")
             envelopes = self.store.envelopes_for(self.community, ids)
             self.sent += len(envelopes)
             return list(_record_batches(envelopes))

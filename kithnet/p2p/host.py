@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import re
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -32,6 +34,8 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from kithnet.crypto.identity import Identity
+
+log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "/kithnet/community/1/"
 MESHSUB = TProtocol("/meshsub/1.1.0")
@@ -131,6 +135,20 @@ class _ThrottledPubsub(Pubsub):
             self.dropped["peers_banned"] += 1
             self.on_ban(forwarder)
 
+    async def continuously_read_stream(self, stream: Any) -> None:
+        """py-libp2p lets an unparsable RPC (protobuf's DecodeError) escape its pubsub
+        stream handler, which takes the whole host down: one malformed frame from any
+        peer would stop the node. Treat it as what it is, a misbehaving peer."""
+        try:
+            await super().continuously_read_stream(stream)
+        except Exception as exc:
+            peer = str(stream.muxed_conn.peer_id)
+            log.info("unreadable pubsub data from %s: %s", peer, exc)
+            self.dropped["bad_rpc"] += 1
+            self.penalise(peer, INVALID_PENALTY)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+
     async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
         if msg_forwarder != self.my_id:
             forwarder, now = str(msg_forwarder), trio.current_time()
@@ -199,6 +217,9 @@ class Peer:
         self.limiter = pubsub.limiter
         self.scores = pubsub.scores
         self.dropped = pubsub.dropped  # messages refused before validation, by reason
+        # Dials /p2p-circuit addresses (py-libp2p's swarm never does): set by
+        # kithnet.p2p.relay.RelayClient while it runs.
+        self.circuit_dialer: Callable[[str, float], Awaitable[str]] | None = None
         self._on_connect: list[PeerCallback] = []
         self._on_disconnect: list[PeerCallback] = []
         pubsub.on_ban = self._ban
@@ -211,6 +232,7 @@ class Peer:
     ) -> AsyncIterator[Peer]:
         """Start a host listening on `listen` (TCP, and QUIC for `/udp/…/quic-v1`
         addresses); `mdns` finds members on the local network (off unless asked)."""
+        _check_ports_free(listen)
         host = new_host(
             key_pair=_key_pair(identity),
             muxer_preference="YAMUX",
@@ -329,6 +351,10 @@ class Peer:
             raise P2PError(f"{address} is this node's own address")
         if self.is_banned(str(info.peer_id)):
             raise P2PError(f"{info.peer_id} is banned for misbehaving")
+        if "/p2p-circuit" in address:
+            if self.circuit_dialer is None:
+                raise P2PError(f"{address} goes through a relay: run a RelayClient to dial it")
+            return await self.circuit_dialer(address, timeout)
         try:
             with trio.fail_after(timeout):
                 await self.host.connect(info)
@@ -387,6 +413,31 @@ class Peer:
             return await self.host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
         except Exception as exc:
             raise P2PError(f"could not open {protocol} to {peer_id}: {exc}") from exc
+
+
+_PORT = re.compile(r"^/ip4/([0-9.]+)/(tcp|udp)/(\d+)(/|$)")
+
+
+def _check_ports_free(listen: Sequence[str]) -> None:
+    """py-libp2p listens with SO_REUSEPORT, so a second node on a busy port would share
+    it silently (the kernel splitting connections between the two): refuse instead."""
+    for address in listen:
+        match = _PORT.match(address)
+        if not match or match.group(3) == "0":
+            continue
+        ip, kind, port = match.group(1), match.group(2), int(match.group(3))
+        family = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, family) as probe:
+            # SO_REUSEADDR: a port whose old connections linger in TIME_WAIT is free; a
+            # port someone listens on is not (that would need SO_REUSEPORT on both).
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ip, port))
+            except OSError as exc:
+                raise P2PError(
+                    f"cannot listen on {address}: {exc.strerror} (is another Kithnet node "
+                    "or program using that port?)"
+                ) from None
 
 
 def _only(group: BaseExceptionGroup[BaseException], error: BaseException) -> bool:

@@ -8,17 +8,20 @@ replace it with a direct one.
 
 What py-libp2p 0.8.1 does and does not do here, found by reading its source:
 - its swarm never dials a `/p2p-circuit` address (network/swarm.py: "Skip relay
-  (p2p-circuit) addresses"), so `Peer.connect` cannot reach a circuit address by itself:
+  (p2p-circuit) addresses"), so `Peer.connect` cannot reach one by itself:
   `RelayClient.connect` dials it through `CircuitV2Transport.dial`, which registers the
-  relayed connection with the swarm; streams then open on it as on any other;
-- its relay discovery waits for Identify; we reserve ourselves right after connecting;
+  relayed connection with the swarm; streams then open on it as on any other. Nothing
+  redials a relayed connection that drops.
+- its relay discovery waits for Identify; we reserve ourselves right after connecting.
 - a relay enforces the reservation count, circuits per reserved member, and a data and
   time budget per circuit; the time budget is only checked when bytes flow, so an idle
-  circuit outlives it. Per-IP limits (`HopConfig`) exist but nothing enforces them.
+  circuit outlives it. Per-IP limits (`HopConfig`) exist but nothing enforces them. Its
+  book of open circuits is keyed by the dialing peer alone, so one circuit's end could
+  cut another (fixed here, see `_HopProtocol`).
 - DCUtR first dials the peer's known direct addresses (spec step 0), then runs the
-  CONNECT/SYNC exchange over the relayed connection and dials from the listen port. On
-  127.0.0.1 this yields a direct connection, which proves the exchange and the wiring,
-  and nothing about real NATs.
+  CONNECT/SYNC exchange over the relayed connection and both sides dial from their
+  listen ports. On 127.0.0.1 either gives a direct connection: that proves the exchange
+  and the wiring, and nothing about real NATs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, Literal
 
 import multiaddr
 import trio
+from libp2p.abc import INetStream
 from libp2p.peer.id import ID
 from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
@@ -75,7 +79,14 @@ class RelayPolicy:
     max_circuit_seconds: int = 30 * 60  # per circuit (checked when data flows)
     max_circuit_bytes: int = 32 * 1024 * 1024  # per circuit, both directions together
 
+    def __post_init__(self) -> None:
+        # py-libp2p reads a zero duration or data budget as "no limit".
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"RelayPolicy.{name} must be positive, not {value}")
+
     def limits(self) -> RelayLimits:
+        """The same, as py-libp2p's relay takes it."""
         return RelayLimits(
             duration=self.max_circuit_seconds,
             data=self.max_circuit_bytes,
@@ -85,10 +96,71 @@ class RelayPolicy:
         )
 
 
-class RelayService:
-    """This member relays for others (circuit relay v2 "hop"); opt-in."""
+class _Unkept(dict[ID, tuple[INetStream, INetStream | None]]):
+    """A book that keeps nothing (see _HopProtocol)."""
 
-    def __init__(self, peer: Peer, protocol: CircuitV2Protocol, policy: RelayPolicy) -> None:
+    def __setitem__(self, key: ID, value: tuple[INetStream, INetStream | None]) -> None:
+        pass
+
+
+class _HopProtocol(CircuitV2Protocol):
+    """py-libp2p's relay, keeping track of each circuit by its own streams.
+
+    py-libp2p books open circuits by the dialing peer alone (protocol.py,
+    `_active_relays[source_addr]`) and, when any circuit ends, closes the one booked
+    under its dialer: so when a member who has opened circuits to two others through
+    this relay closes the first, the second is cut too. Here that book stays empty and
+    each circuit closes its own two streams.
+    """
+
+    def __init__(self, host: Any, limits: RelayLimits) -> None:
+        super().__init__(host, limits=limits, allow_hop=True)
+        self._active_relays = _Unkept()
+        # both streams of a circuit -> (streams, dialing peer, target peer)
+        self.circuits: dict[frozenset[int], tuple[tuple[INetStream, INetStream], str, str]] = {}
+
+    async def _relay_data(
+        self,
+        src_stream: INetStream,
+        dst_stream: INetStream,
+        peer_id: ID,
+        deadline: float | None = None,
+        circuit_data_limit: list[int] | None = None,
+    ) -> None:
+        # Called once for each direction of a circuit, in either order. The dialer's
+        # stream is the one that came in on the hop protocol.
+        key = frozenset((id(src_stream), id(dst_stream)))
+        if src_stream.get_protocol() == HOP_PROTOCOL:
+            dialer, target = src_stream, dst_stream
+        else:
+            dialer, target = dst_stream, src_stream
+        self.circuits[key] = (
+            (dialer, target),
+            str(dialer.muxed_conn.peer_id),
+            str(target.muxed_conn.peer_id),
+        )
+        try:
+            await super()._relay_data(src_stream, dst_stream, peer_id, deadline, circuit_data_limit)
+        finally:
+            self.circuits.pop(key, None)
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._close_stream(src_stream)
+                await self._close_stream(dst_stream)
+
+    async def close_circuits(self) -> None:
+        for (first, second), _, _ in list(self.circuits.values()):
+            await self._close_stream(first)
+            await self._close_stream(second)
+
+
+class RelayService:
+    """This member relays for others (circuit relay v2 "hop"); opt-in.
+
+    A peer that relays needs no RelayClient to be reached; if it runs one too, stop
+    them together: each removes the shared handler for incoming circuits when it stops.
+    """
+
+    def __init__(self, peer: Peer, protocol: _HopProtocol, policy: RelayPolicy) -> None:
         self.peer = peer
         self.policy = policy
         self._protocol = protocol
@@ -98,12 +170,25 @@ class RelayService:
     async def running(
         cls, peer: Peer, policy: RelayPolicy | None = None
     ) -> AsyncIterator[RelayService]:
-        """Serve reservations and circuits on `peer` for as long as the block runs."""
+        """Serve reservations and circuits on `peer` for as long as the block runs;
+        circuits still open when it ends are closed."""
         policy = policy or RelayPolicy()
-        protocol = CircuitV2Protocol(peer.host, limits=policy.limits(), allow_hop=True)
-        async with background_trio_service(protocol):
-            await protocol.event_started.wait()
-            yield cls(peer, protocol, policy)
+        protocol = _HopProtocol(peer.host, policy.limits())
+        body_error: BaseException | None = None
+        try:
+            async with background_trio_service(protocol):
+                await protocol.event_started.wait()
+                try:
+                    yield cls(peer, protocol, policy)
+                except BaseException as exc:
+                    body_error = exc
+                    raise
+        except BaseExceptionGroup as group:
+            _raise_if_only(group, body_error)
+            raise
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await protocol.close_circuits()
 
     def reserved_members(self) -> list[str]:
         """Peer ids holding a live reservation (connected and not expired)."""
@@ -113,6 +198,10 @@ class RelayService:
             for peer_id in list(manager._reservations)
             if manager.get_reservation(peer_id) is not None
         ]
+
+    def circuits(self) -> list[tuple[str, str]]:
+        """The circuits open through this relay, as (dialing peer, target peer)."""
+        return [(source, target) for _, source, target in self._protocol.circuits.values()]
 
 
 @dataclass(frozen=True)
@@ -168,17 +257,28 @@ class RelayClient:
         # Without the CLIENT role the transport does not first reserve a slot on every
         # relay it dials through (transport.py, dial_peer_info).
         transport = CircuitV2Transport(peer.host, protocol, RelayConfig(roles=RelayRole.STOP))
-        async with background_trio_service(protocol), trio.open_nursery() as nursery:
-            await protocol.event_started.wait()
-            dcutr = _DCUtR(peer.host, drive=upgrade_automatically) if hole_punching else None
+        dcutr = _DCUtR(peer.host, drive=upgrade_automatically) if hole_punching else None
+        body_error: BaseException | None = None
+        try:
             async with (
+                background_trio_service(protocol),
                 background_trio_service(dcutr) if dcutr else nullcontext(),
+                trio.open_nursery() as nursery,
                 _circuit_dialer_installed(peer, cls(peer, transport, dcutr, nursery)) as client,
             ):
+                await protocol.event_started.wait()
                 if dcutr is not None:
                     await dcutr.event_started.wait()
-                yield client
-            nursery.cancel_scope.cancel()
+                try:
+                    yield client
+                except BaseException as exc:
+                    body_error = exc
+                    raise
+                finally:
+                    nursery.cancel_scope.cancel()  # the reservation refreshers
+        except BaseExceptionGroup as group:
+            _raise_if_only(group, body_error)
+            raise
 
     async def reserve(self, relay_address: str, timeout: float = 15) -> list[str]:
         """Connect to the relay at `relay_address` (ending in /p2p/<relay id>), reserve a
@@ -220,7 +320,9 @@ class RelayClient:
         status = response.status if response.HasField("status") else StatusCode.UNUSED
         if status != StatusCode.OK:
             raise RelayError(f"relay {relay_id} refused the reservation: {_status_name(status)}")
-        expires_at = float(response.reservation.expire) if response.HasField("reservation") else 0
+        expires_at = float(response.reservation.expire)
+        if expires_at <= time.time():
+            raise RelayError(f"relay {relay_id} granted a reservation that has already expired")
         reservation = Reservation(
             relay_id=relay_id,
             relay_address=relay_address,
@@ -256,7 +358,7 @@ class RelayClient:
             while (reservation := self.reservations.get(relay_id)) is not None:
                 left = reservation.expires_at - time.time()
                 # Expiry travels in whole seconds: refresh at least a second early.
-                await trio.sleep(max(0.0, left - max(1.0, left * REFRESH_WHEN_LEFT)))
+                await trio.sleep(max(0.5, left - max(1.0, left * REFRESH_WHEN_LEFT)))
                 while True:
                     try:
                         await self._reserve(relay_address, timeout=15)
@@ -303,12 +405,7 @@ class RelayClient:
 
 @asynccontextmanager
 async def _circuit_dialer_installed(peer: Peer, client: RelayClient) -> AsyncIterator[RelayClient]:
-    """Let `peer.connect` dial circuit addresses through `client` while it runs, once
-    `Peer` has the `circuit_dialer` hook (a proposed change to host.py); until then
-    `RelayClient.connect` is the way."""
-    if not hasattr(peer, "circuit_dialer"):
-        yield client
-        return
+    """Let `peer.connect` dial circuit addresses through `client` while it runs."""
     peer.circuit_dialer = client.connect
     try:
         yield client
@@ -326,6 +423,18 @@ def connection_kinds(peer: Peer, peer_id: str) -> set[Literal["direct", "relayed
         elif addresses:
             kinds.add("direct")
     return kinds
+
+
+def _raise_if_only(group: BaseExceptionGroup[BaseException], error: BaseException | None) -> None:
+    """Raise `error` itself if `group` is nothing but trio's nurseries wrapping it, so a
+    caller sees the exception its own block raised."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        if inner is error:
+            break
+        inner = inner.exceptions[0]
+    if isinstance(error, Exception) and inner is error:
+        raise error from None
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
