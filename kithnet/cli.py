@@ -209,6 +209,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from kithnet.node.daemon import DEFAULT_LISTEN, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        # py-libp2p logs every failed dial and refused stream as an error; what the
+        # member needs (peers, sync, problems) Kithnet logs itself.
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     with Store.open(_data_dir(args), _passphrase(args)) as store:
         trio.run(
             lambda: serve(
@@ -521,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--mdns", action="store_true", help="also find members on the local network (mDNS)"
+    )
+    serve.add_argument(
+        "--verbose", action="store_true", help="also log what the libp2p library reports"
     )
     serve.add_argument(
         "--relay",
