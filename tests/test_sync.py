@@ -180,3 +180,20 @@ def test_small_frames_still_end_with_everything_sent_once(
     assert client.received == server.sent == 601
     assert b.record_count() == a.record_count()
     assert client.round_trips > 1
+
+
+@pytest.mark.parametrize(("posts", "away"), [(500, 50), (2_000, 200), (10_000, 1_000)])
+def test_the_newest_missing_records_all_arrive_once_whatever_the_set_size(
+    stores: tuple[Store, Store], posts: int, away: int
+) -> None:
+    """Ranges the client only fingerprinted can come back as the server's id lists; the
+    client then asks for what it lacks there (10,000 posts once left 26 undelivered)."""
+    a, b = stores
+    records = community("Sizes", posts)
+    a.ingest([r.envelope for r in records], now=NOW_MS)
+    b.ingest([r.envelope for r in records[: len(records) - away]], now=NOW_MS)
+    client, server = SyncClient(b, records[0].id), SyncServer(a)
+    converse(client, server)
+    assert ids(b, records[0]) == {r.id for r in records}
+    assert client.received == away  # each missing record once
+    assert client.sent == 0

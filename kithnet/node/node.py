@@ -407,7 +407,9 @@ class Node:
         except SyncError:
             raise
         except Exception as exc:  # reset by the other side, or the connection went away
-            raise SyncError(f"the sync with {peer_id} broke off: {exc}") from exc
+            raise SyncError(
+                f"the sync with {peer_id} broke off: {type(exc).__name__} {exc}"
+            ) from exc
         finally:
             with contextlib.suppress(Exception):
                 await stream.close()

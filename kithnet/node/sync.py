@@ -36,7 +36,7 @@ class SyncError(Exception):
     """The other side broke the sync protocol; the conversation ends."""
 
 
-MAX_WANTS = 8  # `want` messages a server answers in one sync
+MAX_WANTS = 64  # `want` messages a server answers in one sync
 MAX_WANTED_IDS = 4096  # ids in one `want`
 
 
@@ -151,6 +151,12 @@ class SyncClient:
                 out.append(["neg", following])
             else:
                 self._reconciled = True
+                # The server pushes what our id lists showed we lack; what its own id
+                # lists showed (ranges we had only fingerprinted) it cannot know we lack:
+                # ask for those. It skips any it pushed already, so none comes twice.
+                missing = sorted(self._awaited - self._got)
+                for start in range(0, len(missing), MAX_WANTED_IDS):
+                    out.append(["want", missing[start : start + MAX_WANTED_IDS]])
         elif kind == "records" and len(message) == 2:
             envelopes = _byte_list(message[1], "records")
             self.refused += _refused(self.store.ingest(envelopes))
@@ -231,6 +237,8 @@ class SyncServer:
             ids = _byte_list(message[1], "wanted ids", 32)
             if len(ids) > MAX_WANTED_IDS:
                 raise SyncError(f"a want of {len(ids)} ids is over the {MAX_WANTED_IDS} limit")
+            ids = [i for i in ids if i not in self._pushed]  # sent already: in flight
+            self._pushed.update(ids)
             envelopes = self.store.envelopes_for(self.community, ids)
             self.sent += len(envelopes)
             return list(_record_batches(envelopes))
