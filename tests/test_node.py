@@ -403,7 +403,7 @@ def test_a_peer_abusing_sync_is_refused_and_the_node_keeps_serving() -> None:
                 await bad.connect(ann_peer.addresses()[0])
                 stream = await bad.open_stream(ann_peer.peer_id, SYNC_PROTOCOL)
                 frames = [encode_frame(["open", 1, genesis.id, b"\x61"])]
-                frames += [encode_frame(["want", ids]) for _ in range(40)]
+                frames += [encode_frame(["want", ids]) for _ in range(70)]  # over the 64 allowed
                 with contextlib.suppress(Exception):
                     await stream.write(b"".join(frames))
                 idle = [await bad.open_stream(ann_peer.peer_id, SYNC_PROTOCOL) for _ in range(3)]
