@@ -388,7 +388,8 @@ def _cmd_feed(args: argparse.Namespace) -> int:
     for post in result["posts"]:
         label = {"post": "", "question": "[question] ", "offer": "[offer] "}[post["type"]]
         tags = f"  #{' #'.join(post['tags'])}" if post["tags"] else ""
-        replies = f"  ({post['replies']} replies)" if post["replies"] else ""
+        count = post["replies"]
+        replies = f"  ({count} {'reply' if count == 1 else 'replies'})" if count else ""
         edited = " (edited)" if post["edited"] else ""
         print(f"{_when(post['created_at'])}  {post['author_name'] or post['author'][:12]}")
         print(f"  {label}{post['text']}{edited}{tags}{replies}")

@@ -62,6 +62,12 @@ def test_three_members_join_post_go_away_and_catch_up(
     shown = bob.cli("feed", "hackney")
     assert "[question] Anyone know a good roofer?" in shown.stdout
     assert "Ann" in shown.stdout
+    answer = bob.cli_json("post", "hackney", "Try Dave", "--reply-to", hello["id"])
+    wait_until(
+        lambda: ann.command("feed", community=community)["posts"][0]["replies"] == 1,
+        "Ann sees the reply",
+    )
+    assert "(1 reply)" in ann.cli("feed", "hackney").stdout
 
     # Cat goes away; Ann and Bob post 200 more; Cat comes back and catches up.
     cat.stop()

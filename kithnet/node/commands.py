@@ -24,6 +24,7 @@ from kithnet.p2p.host import P2PError
 DEFAULT_INVITE_LIFETIME = "7d"
 MAX_INVITE_LIFETIME_MS = 366 * 24 * 3600 * 1000
 REACH_TIMEOUT = 10.0  # how long a command waits for members' nodes to answer
+COMMAND_SYNC_TIMEOUT = 60.0  # a command waits at most this long for one catch-up
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -137,7 +138,7 @@ class Commands:
         if self.temporary and reached:
             await self.node.flush()
             for peer_id in sorted(self.node.community_peers(community)):
-                await self.node.sync_logged(peer_id, community)
+                await self.node.sync_logged(peer_id, community, COMMAND_SYNC_TIMEOUT)
         return record, reached
 
     # Communities ----------------------------------------------------------------------
@@ -264,7 +265,7 @@ class Commands:
                 await trio.sleep(0.05)
         synced = 0
         for peer_id in sorted(self.node.community_peers(community)):
-            progress = await self.node.sync_logged(peer_id, community)
+            progress = await self.node.sync_logged(peer_id, community, COMMAND_SYNC_TIMEOUT)
             synced += not progress.error
         await self.node.send(record)
         if self.temporary:
