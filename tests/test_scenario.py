@@ -62,7 +62,9 @@ def test_three_members_join_post_go_away_and_catch_up(
     shown = bob.cli("feed", "hackney")
     assert "[question] Anyone know a good roofer?" in shown.stdout
     assert "Ann" in shown.stdout
-    answer = bob.cli_json("post", "hackney", "Try Dave", "--reply-to", hello["id"])
+    answer = bob.cli("post", "hackney", "Try Dave", "--reply-to", hello["id"])
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.startswith("posted ")
     wait_until(
         lambda: ann.command("feed", community=community)["posts"][0]["replies"] == 1,
         "Ann sees the reply",
