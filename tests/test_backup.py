@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kithnet.core.envelope import decode_stored, sign_record
+from kithnet.crypto.sealed import seal
 from kithnet.localstore.backup import restore_backup, write_backup
 from kithnet.localstore.errors import BackupError, StoreExists, WrongPassphrase
 from kithnet.localstore.store import Store
@@ -174,3 +175,22 @@ def test_a_backup_lists_each_communitys_records_in_judging_order(full_store: Sto
         assert mine == sorted(mine)
     first_in_community = next(i for i, r in enumerate(order) if r.community is not None)
     assert all(r.community is not None for r in order[first_in_community:])
+
+
+def test_a_restored_store_can_read_its_private_communities_again(tmp_path: Path) -> None:
+    with new_store(tmp_path) as store:
+        genesis = store.publish({"kind": "community", "name": "Shift", "visibility": "private"})
+        key = bytes(range(32))
+        store.set_community_key(genesis.id, 0, key)
+        me = store.identity.public_key
+        store.publish(
+            {
+                "kind": "key_update",
+                "community": genesis.id,
+                "epoch": 0,
+                "keys": [{"member": me, "box": seal(me, key)}],
+            }
+        )
+        write_backup(store, tmp_path / "b", PASSPHRASE)
+    with restore_backup(tmp_path / "b", PASSPHRASE, tmp_path / "new", kdf=FAST_KDF) as restored:
+        assert restored.community_key(genesis.id) == key  # opened from the sealed record

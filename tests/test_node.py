@@ -15,8 +15,11 @@ import trio
 
 from kithnet.core.envelope import sign_record
 from kithnet.core.errors import RecordError
+from kithnet.crypto.community import open_gossip
+from kithnet.crypto.errors import CryptoError
 from kithnet.crypto.identity import Identity
 from kithnet.localstore.store import Store, now_ms
+from kithnet.node.commands import Commands
 from kithnet.node.node import SYNC_PROTOCOL, Node, pack_message
 from kithnet.node.sync import encode_frame
 from kithnet.p2p.host import P2PError, Peer, RateLimiter, community_topic
@@ -451,5 +454,60 @@ def test_garbage_on_the_gossip_stream_does_not_stop_the_node() -> None:
                     {"kind": "post", "community": genesis.id, "type": "post", "text": "alive?"}
                 )
                 await bob_node.wait_for_record(post.id)
+
+    run(scenario)
+
+
+def test_a_private_community_is_unreadable_and_unlinkable_to_outsiders() -> None:
+    """Ann makes a private community and lets Bob in with an invite: her node hands him
+    the key. Eve, connected to both, sees only a topic named from the key, gets only
+    ciphertext on it, and cannot sync the community by its id."""
+
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            async with (
+                Peer.running(ann.identity) as ann_peer,
+                Peer.running(bob.identity) as bob_peer,
+                Peer.running(Identity.generate()) as eve,
+            ):
+                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+                ann_commands = Commands(ann_node)
+                made = await ann_commands.community_create("Night Shift", private=True)
+                community = bytes.fromhex(made["id"])
+                invite = await ann_commands.invite_create("Night Shift", uses=1)
+                joined = await Commands(bob_node).join(invite["code"])
+                assert joined["status"] == "joined"
+                assert bob.community_key(community) == ann.community_key(community)
+
+                seen: list[bytes] = []
+
+                async def keep(data: bytes, author: str) -> None:
+                    seen.append(data)
+
+                await eve.connect(ann_peer.addresses()[0])
+                with trio.fail_after(10):
+                    while not eve.pubsub.peer_topics:
+                        await trio.sleep(0.05)
+                topics = list(eve.pubsub.peer_topics)
+                assert not any(community.hex() in t for t in topics)
+                [private] = [t for t in topics if t.startswith("/kithnet/private/1/")]
+                await eve.subscribe(private, lambda data: "accept", keep)
+                await ann_peer.wait_for_topic_peer(private, eve.peer_id)
+                await ann_peer.wait_for_topic_peer(private, bob_peer.peer_id)
+
+                post = await ann_commands.post("Night Shift", "Door code changes Friday")
+                await bob_node.wait_for_record(bytes.fromhex(post["id"]))
+                assert [p.text for p in bob.feed(community).posts] == ["Door code changes Friday"]
+                with trio.fail_after(10):
+                    while not seen:
+                        await trio.sleep(0.05)
+                assert all(b"Door code" not in data for data in seen)
+                with pytest.raises(CryptoError):
+                    open_gossip(bytes(32), seen[0])
+
+                stream = await eve.open_stream(ann_peer.peer_id, SYNC_PROTOCOL)
+                await stream.write(encode_frame(["open", 1, community, b"\x61"]))
+                reply = await stream.read(65536)
+                assert b"unknown_community" in reply
 
     run(scenario)

@@ -168,3 +168,25 @@ def test_a_member_reachable_only_through_a_relay(
     wait_until(lambda: post["id"] in ann.feed_ids(community), "Ann gets Bob's post")
     for member in members:
         member.stop()
+
+
+def test_a_private_community_by_the_command_line(
+    members: tuple[Member, Member, Member],
+) -> None:
+    ann, bob, cat = members
+    ann.start()
+    made = ann.cli_json("community", "create", "Night Shift", "--private")
+    assert made["visibility"] == "private"
+    code = ann.cli_json("invite", "create", "Night Shift", "--uses", "1")["code"]
+    bob.start()
+    assert bob.cli_json("join", code)["status"] == "joined"
+    post = ann.command("post", community=made["id"], text="Door code changes Friday")
+    wait_until(lambda: post["id"] in bob.feed_ids(made["id"]), "Bob reads the private post")
+    # The code is used up: Cat is refused, and holds no key to read anything with.
+    refused = cat.cli("join", code)
+    assert refused.returncode == 1
+    assert "Night Shift" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert cat.cli_json("community", "list") == []
+    ann.stop()
+    bob.stop()

@@ -24,9 +24,11 @@ from kithnet.core.authority import Verdict
 from kithnet.core.envelope import Record, decode, decode_stored, sign_record
 from kithnet.core.errors import RecordError
 from kithnet.core.validation import validate
+from kithnet.crypto.errors import CryptoError
 from kithnet.crypto.identity import Identity
 from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.kdf import KdfParams
+from kithnet.crypto.sealed import unseal
 from kithnet.localstore import views
 from kithnet.localstore.errors import (
     DiskFull,
@@ -746,6 +748,61 @@ class Store:
     def community(self, community: bytes) -> views.Community | None:
         """A community this store holds the genesis of, member or not."""
         return views.community(self.db, community, self.identity.public_key)
+
+    # Private communities --------------------------------------------------------------
+
+    def community_key(self, community: bytes) -> bytes | None:
+        """The newest content key of a private community this member holds: from the
+        table, else opened from a `key_update` record sealed to this member."""
+        row = self.db.execute(
+            "SELECT key FROM community_keys WHERE community = ? ORDER BY epoch DESC LIMIT 1",
+            (community,),
+        ).fetchone()
+        if row is not None:
+            return bytes(row[0])
+        found = False
+        rows = self.db.execute(
+            "SELECT envelope FROM records WHERE community = ? AND kind = 'key_update'"
+            " AND status = 'allowed'",
+            (community,),
+        ).fetchall()
+        for (envelope,) in rows:
+            record = decode_stored(envelope)
+            for entry in record.fields["keys"]:
+                if entry["member"] != self.identity.public_key:
+                    continue
+                try:
+                    key = unseal(self.identity, entry["box"])
+                except CryptoError:
+                    continue
+                if len(key) == 32:
+                    self.set_community_key(community, record.fields["epoch"], key)
+                    found = True
+        return self.community_key(community) if found else None
+
+    def community_key_epoch(self, community: bytes) -> int:
+        row = self.db.execute(
+            "SELECT max(epoch) FROM community_keys WHERE community = ?", (community,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def control_envelopes(self, community: bytes) -> list[bytes]:
+        """The records in effect that decide who may do what in a community (its
+        genesis, roles, invites, keys, moderation), in (created_at, id) order: what a
+        newcomer needs to judge its own join."""
+        rows = self.db.execute(
+            "SELECT envelope FROM records WHERE (community = ?1 OR id = ?1)"
+            " AND kind IN ('community', 'role_grant', 'role_revoke', 'invite', 'key_update',"
+            " 'moderation') AND status = 'allowed' ORDER BY created_at, id",
+            (community,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def set_community_key(self, community: bytes, epoch: int, key: bytes) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO community_keys VALUES (?, ?, ?)", (community, epoch, key)
+            )
 
     # Peer book ------------------------------------------------------------------------
 

@@ -13,12 +13,15 @@ from typing import Any
 import trio
 
 from kithnet.core.envelope import Record
+from kithnet.crypto import secretbox
 from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.invite import MAX_ADDRESSES, InviteCode, InviteCodeError
 from kithnet.crypto.invite import decode as decode_invite
+from kithnet.crypto.sealed import seal
 from kithnet.localstore import views
 from kithnet.localstore.store import now_ms
 from kithnet.node.node import Node
+from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError
 
 DEFAULT_INVITE_LIFETIME = "7d"
@@ -150,22 +153,32 @@ class Commands:
         tags: list[str] | None = None,
         private: bool = False,
     ) -> dict[str, Any]:
-        if private:
-            raise CommandError(
-                "private communities need community keys, which are not built yet "
-                "(they come with references and trust); create a public one for now"
-            )
-        fields: dict[str, Any] = {"kind": "community", "name": name, "visibility": "public"}
+        visibility = "private" if private else "public"
+        fields: dict[str, Any] = {"kind": "community", "name": name, "visibility": visibility}
         if description:
             fields["description"] = description
         if tags:
             fields["tags"] = tags
         record = await self.node.post(fields)
+        if private:
+            # The content key, sealed to its creator in a record too, so that a backup
+            # holds it; newcomers get it sealed to them when an owner lets them in.
+            key = secretbox.new_key()
+            me = self.store.identity.public_key
+            self.store.set_community_key(record.id, 0, key)
+            self.store.publish(
+                {
+                    "kind": "key_update",
+                    "community": record.id,
+                    "epoch": 0,
+                    "keys": [{"member": me, "box": seal(me, key)}],
+                }
+            )
         await self.node.follow(record.id)
         return {
             "id": record.id.hex(),
             "name": name,
-            "visibility": "public",
+            "visibility": visibility,
             "description": description,
             "tags": tags or [],
         }
@@ -242,7 +255,6 @@ class Commands:
         for address in invite.addresses:
             peer = address.rsplit("/p2p/", 1)[-1]
             self.store.remember_peer(peer, [address], "invite")
-        await self.node.follow(community)
         async with trio.open_nursery() as nursery:
             for address in invite.addresses:
                 nursery.start_soon(self._try_connect, address)
@@ -256,6 +268,39 @@ class Commands:
                     "invite_key": invite.invite_key,
                     "proof": invite.prove_join(me),
                 }
+            )
+        # The inviter's node lets us in: for a private community it answers with the
+        # community key sealed to us, without which nothing of it can be read.
+        refusal = ""
+        inviters = [a.rsplit("/p2p/", 1)[-1] for a in invite.addresses]
+        for peer_id in dict.fromkeys(inviters):
+            if peer_id not in self.node.peer.connected_peers():
+                continue
+            try:
+                welcome = await self.node.ask_to_join(peer_id, record)
+            except (SyncError, P2PError) as exc:
+                refusal = str(exc)
+                continue
+            if not welcome:  # a public community: catch up by its id, then take part
+                await self.node.sync_logged(peer_id, community, COMMAND_SYNC_TIMEOUT)
+            break
+        info = self.store.community(community)
+        if info is None:  # public or private is not even known: follow nothing yet
+            raise CommandError(
+                f"none of the members' nodes named in the invite to {invite.community_name!r} "
+                "answered. Your request to join is saved: try `kithnet join` again later"
+                + (f" ({refusal})" if refusal else "")
+            )
+        if not await self.node.follow(community):
+            if info.visibility == "private":
+                raise CommandError(
+                    f"{invite.community_name!r} is private and no owner or moderator let you "
+                    f"in yet ({refusal or 'none of them answered'}). Your request is saved; "
+                    "try `kithnet join` again when the person who invited you is online"
+                )
+            raise CommandError(
+                f"none of the members' nodes named in the invite to {invite.community_name!r} "
+                "answered. Your request to join is saved: try `kithnet join` again later"
             )
         await self._reach(community)
         with trio.move_on_after(REACH_TIMEOUT):

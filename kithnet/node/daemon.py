@@ -52,7 +52,8 @@ async def running_node(
                 )
             node = Node(store, peer, announce=announce)
             for community in store.followed_communities():
-                await node.follow(community)
+                if store.community(community) is not None:  # else: a join not yet answered
+                    await node.follow(community)
             yield node
     except OSError as exc:
         raise P2PError(f"cannot listen on {', '.join(listen)}: {exc.strerror or exc}") from exc
@@ -107,7 +108,7 @@ async def serve(
                 trio.open_nursery() as nursery,
             ):
                 log.info("control socket %s", path)
-                nursery.start_soon(dht.keep_providing, lambda: sorted(node.following))
+                nursery.start_soon(dht.keep_providing, lambda: _wire_ids(node))
 
                 async def stop_on_signal() -> None:
                     async for received in signals:
@@ -135,9 +136,10 @@ async def _find_lost_communities(node: Node, dht: CommunityDht) -> None:
     """For each community no connected peer takes part in (its bootstrap members are
     gone, say), ask the DHT for members who announced it and dial them."""
     for community in sorted(node.following):
-        if node.community_peers(community):
+        wire = node.wire_id(community)  # a private community is looked up by its handle
+        if wire is None or node.community_peers(community):
             continue
-        for address in await dht.find_members(community, limit=5):
+        for address in await dht.find_members(wire, limit=5):
             try:
                 await node.connect(address, source="dht")
             except P2PError as exc:
@@ -145,6 +147,11 @@ async def _find_lost_communities(node: Node, dht: CommunityDht) -> None:
                 continue
             log.info("found a member of %s through the DHT", community.hex()[:12])
             break
+
+
+def _wire_ids(node: Node) -> list[bytes]:
+    """What the DHT announces: public communities' ids, private ones' handles."""
+    return [w for w in (node.wire_id(c) for c in sorted(node.following)) if w is not None]
 
 
 async def _log_connect(peer_id: str) -> None:

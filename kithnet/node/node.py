@@ -22,18 +22,31 @@ import msgpack
 import trio
 
 from kithnet.core.envelope import Record
+from kithnet.crypto.community import handle as community_handle
+from kithnet.crypto.community import open_gossip, seal_gossip
+from kithnet.crypto.errors import CryptoError
+from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
-from kithnet.p2p.host import INVALID_PENALTY, P2PError, Peer, Verdict, community_topic
+from kithnet.p2p.host import (
+    INVALID_PENALTY,
+    P2PError,
+    Peer,
+    Verdict,
+    community_topic,
+    private_topic,
+)
 
 SYNC_PROTOCOL = "/kithnet/sync/1"
 PEERS_PROTOCOL = "/kithnet/peers/1"
+JOIN_PROTOCOL = "/kithnet/join/1"
 MAX_ENVELOPES_PER_MESSAGE = 64
 OUTBOX_SIZE = 1024  # records waiting to be gossiped; `post` waits when it is full
 PUBLISH_INTERVAL = 0.02  # at most 50 gossip messages a second, of up to 64 records each
 READ_SIZE = 64 * 1024
 MAX_EXCHANGED_PEERS = 32  # addresses one peer exchange answers with
+MAX_WELCOME_RECORDS = 10_000  # records a newcomer takes from a welcome
 TARGET_PEERS = 8  # below this many connections, dial what peer exchange taught us
 SUBSCRIPTION_WAIT = 3.0  # how long a new peer has to tell us its communities
 SYNC_TIMEOUT = 300.0  # a whole catch-up, either side
@@ -86,6 +99,9 @@ class Node:
         self.announce = announce  # tell peers our addresses (not for a short-lived node)
         self.following: set[bytes] = set()
         self.relayed_addresses: list[str] = []  # /p2p-circuit addresses, if behind a relay
+        self._keys: dict[bytes, bytes] = {}  # private community -> its content key
+        self._by_handle: dict[bytes, bytes] = {}  # private community handle -> community
+        self._topic_keys: dict[str, bytes] = {}  # private topic -> the key its data uses
         self.dropped: Counter[str] = Counter()
         self.syncs: dict[tuple[str, bytes], SyncProgress] = {}  # the latest, per peer
         self.received_by_sync: Counter[bytes] = Counter()  # records, per community
@@ -102,6 +118,7 @@ class Node:
         self._all_sent = trio.Event()
         peer.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
         peer.set_stream_handler(PEERS_PROTOCOL, self._serve_peers)
+        peer.set_stream_handler(JOIN_PROTOCOL, self._serve_join)
         peer.on_connect(self._on_connect)
         peer.start_soon(self._publisher)
 
@@ -147,12 +164,64 @@ class Node:
     async def _on_message(self, data: bytes, author: str) -> None:
         """Delivery after validation: the records are already stored."""
 
-    async def follow(self, community: bytes) -> None:
-        """Take part in a community's gossip (once)."""
+    async def follow(self, community: bytes) -> bool:
+        """Take part in a community's gossip (once). A private community needs its key:
+        without it this returns False and the node waits for it."""
         if community in self.following:
-            return
+            return True
+        info = self.store.community(community)
+        if info is not None and info.visibility == "private":
+            key = self.store.community_key(community)
+            if key is None:
+                return False
+            wire = community_handle(key)
+            self._keys[community] = key
+            self._by_handle[wire] = community
+            topic = private_topic(wire)
+            self._topic_keys[topic] = key
+
+            def validate(data: bytes) -> Verdict:
+                try:
+                    plain = open_gossip(key, data)
+                except CryptoError:
+                    self.dropped["undecryptable"] += 1
+                    return "reject"
+                return self._validate(plain)
+
+            self.following.add(community)
+            await self.peer.subscribe(topic, validate, self._on_message)
+            return True
         self.following.add(community)
         await self.peer.subscribe(community_topic(community), self._validate, self._on_message)
+        return True
+
+    def topic_of(self, community: bytes) -> str | None:
+        """A community's gossip topic: from its id if public, from its key if private
+        (None while the key is not held)."""
+        if community in self._keys:
+            return private_topic(community_handle(self._keys[community]))
+        info = self.store.community(community)
+        if info is not None and info.visibility == "private":
+            return None
+        return community_topic(community)
+
+    def wire_id(self, community: bytes) -> bytes | None:
+        """How sync, peer exchange and the DHT name a community: its id if public, its
+        handle if private (None while the key is not held)."""
+        if community in self._keys:
+            return community_handle(self._keys[community])
+        info = self.store.community(community)
+        if info is not None and info.visibility == "private":
+            return None
+        return community
+
+    def _resolve(self, wire: bytes) -> bytes | None:
+        """The followed community a wire id names, or None."""
+        if wire in self._by_handle:
+            return self._by_handle[wire]
+        if wire in self.following and wire not in self._keys:
+            return wire
+        return None
 
     async def post(self, fields: Mapping[str, Any]) -> Record:
         """Store a record as this member (durable when this returns), then queue it for
@@ -192,8 +261,11 @@ class Node:
         profile, say) in every community this member follows."""
         community = record.id if record.kind == "community" else record.community
         for target in [community] if community is not None else sorted(self.following):
+            topic = self.topic_of(target)
+            if topic is None:  # a private community whose key is not here yet: sync
+                continue
             self._unsent += 1
-            await self._outbox.send((community_topic(target), record.envelope))
+            await self._outbox.send((topic, record.envelope))
 
     async def flush(self, timeout: float = 30) -> None:
         """Return once everything queued so far has been handed to gossip."""
@@ -227,7 +299,11 @@ class Node:
                     if published:  # several communities at once: pace every message
                         await trio.sleep(PUBLISH_INTERVAL)
                     chunk = envelopes[start : start + MAX_ENVELOPES_PER_MESSAGE]
-                    await self.peer.publish(batch_topic, pack_message(chunk))
+                    data = pack_message(chunk)
+                    key = self._topic_keys.get(batch_topic)
+                    if key is not None:  # a private community's records travel encrypted
+                        data = seal_gossip(key, data)
+                    await self.peer.publish(batch_topic, data)
                     published += 1
                 self._unsent -= len(envelopes)
             if not self._unsent:
@@ -252,7 +328,8 @@ class Node:
 
     def community_peers(self, community: bytes) -> set[str]:
         """Connected peers that take part in a community's gossip."""
-        return self.peer.topic_peers(community_topic(community))
+        topic = self.topic_of(community)
+        return self.peer.topic_peers(topic) if topic is not None else set()
 
     # Connections ----------------------------------------------------------------------
 
@@ -325,7 +402,8 @@ class Node:
         """Tell `peer_id` where we listen and learn the members it knows in the
         communities we follow; dial some if we have few connections. Returns how many
         addresses were learnt."""
-        request = ["hello", self.announced(), sorted(self.following)]
+        wires = [w for w in (self.wire_id(c) for c in sorted(self.following)) if w is not None]
+        request = ["hello", self.announced(), wires]
         try:
             with trio.fail_after(timeout):
                 stream = await self.peer.open_stream(peer_id, PEERS_PROTOCOL)
@@ -366,7 +444,8 @@ class Node:
                 entries: dict[str, list[str]] = {}
                 if isinstance(communities, list):
                     asked = {c for c in communities[:1000] if isinstance(c, bytes)}
-                    for community in sorted(asked & self.following):
+                    resolved = {self._resolve(c) for c in asked} - {None}
+                    for community in sorted(c for c in resolved if c is not None):
                         for peer_id, known in self.store.peers_of(community):
                             if peer_id != asker:
                                 entries.setdefault(peer_id, known)
@@ -383,6 +462,85 @@ class Node:
             with contextlib.suppress(Exception):
                 await stream.close()
 
+    # Joining a private community -------------------------------------------------------
+
+    async def ask_to_join(self, peer_id: str, join: Record, timeout: float = 20) -> list[bytes]:
+        """Hand a `join` to the member whose invite it uses. For a private community it
+        answers, once the join is allowed, with the records a newcomer needs to judge
+        it and a `key_update` sealing the community key to the newcomer; for a public
+        one with nothing (sync does the rest). Raises SyncError if refused."""
+        try:
+            with trio.fail_after(timeout):
+                stream = await self.peer.open_stream(peer_id, JOIN_PROTOCOL)
+                try:
+                    await stream.write(encode_frame(["join", join.envelope]))
+                    reply = await _read_one(stream)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await stream.close()
+        except trio.TooSlowError:
+            raise SyncError(f"{peer_id} did not answer the join within {timeout} s") from None
+        except (P2PError, SyncError):
+            raise
+        except Exception as exc:
+            raise SyncError(f"the join with {peer_id} broke off: {exc}") from exc
+        if reply[0] == "welcome" and len(reply) == 2 and isinstance(reply[1], list):
+            records = [e for e in reply[1][:MAX_WELCOME_RECORDS] if isinstance(e, bytes)]
+            self.store.ingest(records)
+            return records
+        if reply[0] == "public":
+            return []
+        reason = reply[1] if len(reply) > 1 and isinstance(reply[1], str) else "no reason"
+        raise SyncError(f"the member refused the join: {reason}")
+
+    async def _serve_join(self, stream: Any) -> None:
+        asker = str(stream.muxed_conn.peer_id)
+        try:
+            with trio.fail_after(10):
+                request = await _read_one(stream)
+                if request[0] != "join" or len(request) != 2 or not isinstance(request[1], bytes):
+                    raise SyncError("a join request carries one join record")
+                reply = await self._admit(request[1])
+                await stream.write(encode_frame(reply))
+        except (SyncError, trio.TooSlowError) as exc:
+            log.info("join from %s refused: %s", asker, exc)
+            self.dropped["bad_join"] += 1
+        except Exception as exc:  # reset by the asker
+            log.debug("join from %s ended: %s", asker, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.close()
+
+    async def _admit(self, envelope: bytes) -> list[Any]:
+        batch = self.store.check_batch([envelope])
+        if batch.refused or not batch.records:
+            raise SyncError("the join record is not valid")
+        record = batch.records[0][1]
+        community = record.community
+        if record.kind != "join" or community is None or community not in self.following:
+            return ["refused", "this node does not carry that community"]
+        key = self._keys.get(community)
+        if key is None:
+            return ["public"]
+        info = self.store.community(community)
+        if info is None or not info.roles:
+            return ["refused", "only an owner or a moderator can let members in"]
+        self.store.ingest_checked(batch)
+        status, reason = self.store.status_of(record.id) or ("pending", "")
+        if status != "allowed":
+            return ["refused", reason or status]
+        epoch = self.store.community_key_epoch(community)
+        sealed = await self.post(
+            {
+                "kind": "key_update",
+                "community": community,
+                "epoch": epoch,
+                "keys": [{"member": record.author, "box": seal(record.author, key)}],
+            }
+        )
+        records = self.store.control_envelopes(community)
+        return ["welcome", [*records, record.envelope, sealed.envelope]]
+
     # Catch-up sync --------------------------------------------------------------------
 
     async def sync(
@@ -397,7 +555,10 @@ class Node:
 
     async def _sync(self, peer_id: str, community: bytes, timeout: float) -> SyncClient:
         stream = await self.peer.open_stream(peer_id, SYNC_PROTOCOL)
-        client = SyncClient(self.store, community)
+        wire = self.wire_id(community)
+        if wire is None:
+            raise SyncError("this private community's key is not here yet")
+        client = SyncClient(self.store, community, wire)
         reader = FrameReader()
         try:
             with trio.fail_after(timeout):
@@ -480,7 +641,7 @@ class Node:
                 await stream.reset()
             return
         self._serving[asker] += 1
-        server = SyncServer(self.store, serves=lambda c: c in self.following)
+        server = SyncServer(self.store, serves=self._resolve)
         reader = FrameReader()
         try:
             with trio.fail_after(SYNC_TIMEOUT):

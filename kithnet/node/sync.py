@@ -113,9 +113,10 @@ def _record_batches(envelopes: list[bytes]) -> Iterator[Message]:
 class SyncClient:
     """The side that opens a sync of `community` (the member who just connected)."""
 
-    def __init__(self, store: SyncStore, community: bytes) -> None:
+    def __init__(self, store: SyncStore, community: bytes, wire_id: bytes | None = None) -> None:
         self.store = store
         self.community = community
+        self.wire_id = community if wire_id is None else wire_id  # a private one's handle
         self._negentropy = Negentropy(Storage(store.sync_items(community)), NEGENTROPY_FRAME_LIMIT)
         self._reconciled = False
         self._awaited: set[bytes] = set()
@@ -129,7 +130,7 @@ class SyncClient:
         self.bytes_in = 0
 
     def start(self) -> list[Message]:
-        return [["open", SYNC_VERSION, self.community, self._negentropy.initiate()]]
+        return [["open", SYNC_VERSION, self.wire_id, self._negentropy.initiate()]]
 
     def handle(self, message: Message) -> list[Message]:
         kind = message[0]
@@ -199,7 +200,11 @@ def _ids_of(envelopes: list[bytes]) -> set[bytes]:
 class SyncServer:
     """The side that answers (any member serves the history it holds)."""
 
-    def __init__(self, store: SyncStore, serves: Callable[[bytes], bool] = lambda _c: True) -> None:
+    def __init__(
+        self, store: SyncStore, serves: Callable[[bytes], bytes | None] = lambda c: c
+    ) -> None:
+        """`serves` maps the id a client names (a private community's handle) to the
+        community this server holds, or None if it holds none by that name."""
         self.store = store
         self._serves = serves
         self._wants = 0
@@ -219,10 +224,11 @@ class SyncServer:
                 return [["error", "version", SYNC_VERSION]]
             if not isinstance(community, bytes) or len(community) != 32:
                 raise SyncError("the community id must be 32 bytes")
-            if not self._serves(community):
+            served = self._serves(community)
+            if served is None:
                 self.done = True
                 return [["error", "unknown_community"]]
-            self.community = community
+            self.community = community = served
             storage = Storage(self.store.sync_items(community))
             self._negentropy = Negentropy(storage, NEGENTROPY_FRAME_LIMIT)
             return self._reconcile(opening)

@@ -38,6 +38,7 @@ from kithnet.crypto.identity import Identity
 log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "/kithnet/community/1/"
+PRIVATE_TOPIC_PREFIX = "/kithnet/private/1/"
 MESHSUB = TProtocol("/meshsub/1.1.0")
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
@@ -194,6 +195,12 @@ class P2PError(Exception):
 def community_topic(community_id: bytes) -> str:
     """The GossipSub topic of a public community."""
     return TOPIC_PREFIX + community_id.hex()
+
+
+def private_topic(handle: bytes) -> str:
+    """The GossipSub topic of a private community, from its handle (derived from its
+    key), so that outsiders cannot tell which community it is."""
+    return PRIVATE_TOPIC_PREFIX + handle.hex()
 
 
 def message_id(message: Any) -> bytes:

@@ -24,3 +24,13 @@ CREATE TABLE settings (
 -- or refused, stays with whoever holds it (a post by someone who never joined does not
 -- spread). This finds those few quickly.
 CREATE INDEX records_not_allowed ON records (community) WHERE status != 'allowed';
+
+-- The content keys of private communities this member holds, by epoch (the newest is in
+-- use). Each came from a `key_update` record sealed to this member (or was made here,
+-- and sealed to this member too, so a backup restores it).
+CREATE TABLE community_keys (
+    community BLOB NOT NULL,
+    epoch     INTEGER NOT NULL,
+    key       BLOB NOT NULL,
+    PRIMARY KEY (community, epoch)
+) STRICT, WITHOUT ROWID;
