@@ -18,10 +18,11 @@ from kithnet.core.errors import RecordError
 from kithnet.crypto.community import open_gossip
 from kithnet.crypto.errors import CryptoError
 from kithnet.crypto.identity import Identity
+from kithnet.crypto.invite import decode as decode_invite
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.commands import Commands
 from kithnet.node.node import SYNC_PROTOCOL, Node, pack_message
-from kithnet.node.sync import encode_frame
+from kithnet.node.sync import SyncError, encode_frame
 from kithnet.p2p.host import P2PError, Peer, RateLimiter, community_topic
 from tests.test_store_ingest import FAST_KDF
 
@@ -509,5 +510,70 @@ def test_a_private_community_is_unreadable_and_unlinkable_to_outsiders() -> None
                 await stream.write(encode_frame(["open", 1, community, b"\x61"]))
                 reply = await stream.read(65536)
                 assert b"unknown_community" in reply
+
+    run(scenario)
+
+
+def test_only_a_fresh_join_on_a_live_invite_by_its_own_author_gets_the_key() -> None:
+    """An invite code is a bearer secret that outlives its use: a join dated back to
+    slip under an expired or used-up code, or someone else's join replayed, gets nothing;
+    asking twice does not make the owner publish the key twice."""
+
+    async def scenario(folder: Path) -> None:
+        eve_identity = Identity.generate()
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            async with (
+                Peer.running(ann.identity) as ann_peer,
+                Peer.running(bob.identity) as bob_peer,
+                Peer.running(eve_identity) as eve_peer,
+            ):
+                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+                ann_commands = Commands(ann_node)
+                community = bytes.fromhex(
+                    (await ann_commands.community_create("Shift", private=True))["id"]
+                )
+                used = decode_invite((await ann_commands.invite_create("Shift", uses=1))["code"])
+                short = decode_invite(
+                    (await ann_commands.invite_create("Shift", expires="1s"))["code"]
+                )
+                assert (await Commands(bob_node).join(used.encode()))["status"] == "joined"
+                bob_record = bob.own_record(community, "join", invite_key=used.invite_key)
+                assert bob_record is not None
+
+                def key_updates() -> int:
+                    rows = ann.db.execute(
+                        "SELECT count(*) FROM records WHERE kind = 'key_update'"
+                    ).fetchone()
+                    return int(rows[0])
+
+                before = key_updates()
+                await bob_node.ask_to_join(ann_peer.peer_id, bob_record)  # again
+                assert key_updates() == before
+
+                eve_node = Node(new_store(folder, "Eve"), eve_peer)
+                await eve_peer.connect(ann_peer.addresses()[0])
+                with pytest.raises(SyncError, match="refused"):
+                    await eve_node.ask_to_join(ann_peer.peer_id, bob_record)  # replayed
+                for invite, created_at in (
+                    (used, bob_record.created_at - 1),  # before Bob's: would push him out
+                    (short, short.expires_at - 1),  # dated back under the expiry
+                ):
+                    await trio.sleep(max(0, (short.expires_at - now_ms()) / 1000 + 0.01))
+                    join = sign_record(
+                        eve_identity,
+                        {
+                            "kind": "join",
+                            "community": community,
+                            "invite_key": invite.invite_key,
+                            "proof": invite.prove_join(eve_identity.public_key),
+                            "created_at": created_at,
+                        },
+                    )
+                    with pytest.raises(SyncError, match="refused"):
+                        await eve_node.ask_to_join(ann_peer.peer_id, join)
+                assert eve_node.store.community_key(community) is None
+                assert ann.status_of(bob_record.id) == ("allowed", "")
+                assert key_updates() == before
+                eve_node.store.close()
 
     run(scenario)

@@ -786,17 +786,61 @@ class Store:
         ).fetchone()
         return int(row[0] or 0)
 
-    def control_envelopes(self, community: bytes) -> list[bytes]:
-        """The records in effect that decide who may do what in a community (its
-        genesis, roles, invites, keys, moderation), in (created_at, id) order: what a
-        newcomer needs to judge its own join."""
+    def is_member(self, community: bytes, member: bytes) -> bool:
+        """Joined (or holding a role) and not banned."""
+        row = self.db.execute(
+            "SELECT joined, banned FROM members WHERE community = ? AND member = ?",
+            (community, member),
+        ).fetchone()
+        return row is not None and bool(row[0]) and not row[1]
+
+    def invite_state(self, community: bytes, invite_key: bytes) -> views.InviteState | None:
+        """An invite as things stand: expiry, uses, withdrawn, and when its newest
+        allowed join was dated."""
+        row = self.db.execute(
+            "SELECT expires_at, max_uses, uses, withdrawn FROM invites"
+            " WHERE community = ? AND invite_key = ?",
+            (community, invite_key),
+        ).fetchone()
+        if row is None:
+            return None
+        last = 0
+        for (envelope,) in self.db.execute(
+            "SELECT envelope FROM records WHERE community = ? AND kind = 'join'"
+            " AND status = 'allowed'",
+            (community,),
+        ):
+            join = decode_stored(envelope)
+            if join.fields["invite_key"] == invite_key:
+                last = max(last, join.created_at)
+        return views.InviteState(row[0], row[1], row[2], bool(row[3]), last)
+
+    def welcome_envelopes(self, community: bytes, invite_key: bytes) -> list[bytes]:
+        """What a newcomer needs to judge its own join: the genesis, the role records,
+        the invite it used, and moderation (bans), in (created_at, id) order."""
         rows = self.db.execute(
             "SELECT envelope FROM records WHERE (community = ?1 OR id = ?1)"
-            " AND kind IN ('community', 'role_grant', 'role_revoke', 'invite', 'key_update',"
-            " 'moderation') AND status = 'allowed' ORDER BY created_at, id",
-            (community,),
+            " AND kind IN ('community', 'role_grant', 'role_revoke', 'moderation')"
+            " AND status = 'allowed'"
+            " UNION ALL SELECT r.envelope FROM records AS r JOIN invites AS i"
+            " ON i.record_id = r.id WHERE i.community = ?1 AND i.invite_key = ?2",
+            (community, invite_key),
         ).fetchall()
         return [row[0] for row in rows]
+
+    def key_sealed_to(self, community: bytes, member: bytes, epoch: int) -> Record | None:
+        """A `key_update` in effect that seals this epoch's key to `member`, if any."""
+        for (envelope,) in self.db.execute(
+            "SELECT envelope FROM records WHERE community = ? AND kind = 'key_update'"
+            " AND status = 'allowed'",
+            (community,),
+        ):
+            record = decode_stored(envelope)
+            if record.fields["epoch"] == epoch and any(
+                entry["member"] == member for entry in record.fields["keys"]
+            ):
+                return record
+        return None
 
     def set_community_key(self, community: bytes, epoch: int, key: bytes) -> None:
         with self._transaction():

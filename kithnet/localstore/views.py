@@ -82,6 +82,15 @@ class Community:
 
 
 @dataclass(frozen=True, slots=True)
+class InviteState:
+    expires_at: int
+    max_uses: int | None
+    uses: int
+    withdrawn: bool
+    last_join_at: int  # created_at of its newest allowed join; 0 if none
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
     member: bytes
     name: str

@@ -28,6 +28,7 @@ DEFAULT_INVITE_LIFETIME = "7d"
 MAX_INVITE_LIFETIME_MS = 366 * 24 * 3600 * 1000
 REACH_TIMEOUT = 10.0  # how long a command waits for members' nodes to answer
 COMMAND_SYNC_TIMEOUT = 60.0  # a command waits at most this long for one catch-up
+REUSE_JOIN_MS = 5 * 60 * 1000  # a join asked again within this is re-sent, not re-signed
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -260,6 +261,8 @@ class Commands:
                 nursery.start_soon(self._try_connect, address)
         # Asking again (the first time nobody answered) re-sends the same join.
         record = self.store.own_record(community, "join", invite_key=invite.invite_key)
+        if record is not None and now_ms() - record.created_at > REUSE_JOIN_MS:
+            record = None  # too old for an inviter to take by hand: sign a fresh one
         if record is None:
             record = self.store.publish(
                 {
@@ -283,6 +286,9 @@ class Commands:
                 continue
             if not welcome:  # a public community: catch up by its id, then take part
                 await self.node.sync_logged(peer_id, community, COMMAND_SYNC_TIMEOUT)
+            elif self.store.community_key(community) is None:
+                refusal = "a member answered, but without a key for you"
+                continue
             break
         info = self.store.community(community)
         if info is None:  # public or private is not even known: follow nothing yet

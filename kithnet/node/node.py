@@ -25,6 +25,7 @@ from kithnet.core.envelope import Record
 from kithnet.crypto.community import handle as community_handle
 from kithnet.crypto.community import open_gossip, seal_gossip
 from kithnet.crypto.errors import CryptoError
+from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
@@ -33,6 +34,7 @@ from kithnet.p2p.host import (
     INVALID_PENALTY,
     P2PError,
     Peer,
+    RateLimiter,
     Verdict,
     community_topic,
     private_topic,
@@ -47,6 +49,9 @@ PUBLISH_INTERVAL = 0.02  # at most 50 gossip messages a second, of up to 64 reco
 READ_SIZE = 64 * 1024
 MAX_EXCHANGED_PEERS = 32  # addresses one peer exchange answers with
 MAX_WELCOME_RECORDS = 10_000  # records a newcomer takes from a welcome
+JOIN_CLOCK_SLACK_MS = 10 * 60 * 1000  # a join handed in must be dated about now
+JOINS_PER_SECOND = 0.2  # join requests one peer may make (in bursts of JOIN_BURST)
+JOIN_BURST = 3
 TARGET_PEERS = 8  # below this many connections, dial what peer exchange taught us
 SUBSCRIPTION_WAIT = 3.0  # how long a new peer has to tell us its communities
 SYNC_TIMEOUT = 300.0  # a whole catch-up, either side
@@ -107,6 +112,8 @@ class Node:
         self.received_by_sync: Counter[bytes] = Counter()  # records, per community
         self._sync_locks: dict[bytes, trio.Lock] = {}
         self._serving: Counter[str] = Counter()  # sync streams open, per asking peer
+        self._joining: Counter[str] = Counter()  # join requests open, per asking peer
+        self._join_limiter = RateLimiter(JOINS_PER_SECOND, JOIN_BURST)
         self.sent_by_sync: Counter[bytes] = Counter()
         self._arrival = trio.Event()
         self._outbox, self._outgoing = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_SIZE)
@@ -495,12 +502,18 @@ class Node:
 
     async def _serve_join(self, stream: Any) -> None:
         asker = str(stream.muxed_conn.peer_id)
+        if self._joining[asker] >= 1 or not self._join_limiter.allow(asker, trio.current_time()):
+            self.dropped["join_limited"] += 1
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
+        self._joining[asker] += 1
         try:
             with trio.fail_after(10):
                 request = await _read_one(stream)
                 if request[0] != "join" or len(request) != 2 or not isinstance(request[1], bytes):
                     raise SyncError("a join request carries one join record")
-                reply = await self._admit(request[1])
+                reply = await self._admit(request[1], asker)
                 await stream.write(encode_frame(reply))
         except (SyncError, trio.TooSlowError) as exc:
             log.info("join from %s refused: %s", asker, exc)
@@ -508,38 +521,70 @@ class Node:
         except Exception as exc:  # reset by the asker
             log.debug("join from %s ended: %s", asker, exc)
         finally:
+            self._joining[asker] -= 1
+            if not self._joining[asker]:
+                del self._joining[asker]
             with contextlib.suppress(Exception):
                 await stream.close()
 
-    async def _admit(self, envelope: bytes) -> list[Any]:
+    async def _admit(self, envelope: bytes, asker: str) -> list[Any]:
+        """Judge a newcomer's join to a private community this node can let people into
+        (as an owner or moderator) and, if it is good now, seal the key to them. Every
+        refusal reads the same, so a stranger learns nothing about who is in what."""
+        refused = ["refused", "this node cannot let you in"]
         batch = self.store.check_batch([envelope])
         if batch.refused or not batch.records:
             raise SyncError("the join record is not valid")
         record = batch.records[0][1]
         community = record.community
-        if record.kind != "join" or community is None or community not in self.following:
-            return ["refused", "this node does not carry that community"]
-        key = self._keys.get(community)
-        if key is None:
+        if record.kind != "join" or community is None:
+            return refused
+        if community in self.following and community not in self._keys:
             return ["public"]
+        key = self._keys.get(community)
         info = self.store.community(community)
-        if info is None or not info.roles:
-            return ["refused", "only an owner or a moderator can let members in"]
-        self.store.ingest_checked(batch)
+        if key is None or info is None or not info.roles:
+            return refused
+        if peer_id_of(record.author) != asker:
+            return refused  # someone else's join, replayed
+        already = self.store.status_of(record.id)
+        if already is not None and already[0] == "allowed":
+            # Asked again (the answer was lost, say): the same welcome, if still a member.
+            if not self.store.is_member(community, record.author):
+                return refused
+            return await self._welcome(community, key, record)
+        invite = self.store.invite_state(community, record.fields["invite_key"])
+        now = now_ms()
+        if (
+            invite is None
+            or invite.withdrawn
+            or now >= invite.expires_at
+            or abs(now - record.created_at) > JOIN_CLOCK_SLACK_MS
+            or (invite.max_uses is not None and invite.uses >= invite.max_uses)
+            or record.created_at < invite.last_join_at  # would displace an earlier join
+        ):
+            return ["refused", "the invite is expired, withdrawn or used up"]
+        if self.store.status_of(record.id) is None:
+            self.store.ingest_checked(batch)
         status, reason = self.store.status_of(record.id) or ("pending", "")
         if status != "allowed":
             return ["refused", reason or status]
+        return await self._welcome(community, key, record)
+
+    async def _welcome(self, community: bytes, key: bytes, record: Record) -> list[Any]:
+        welcome = self.store.welcome_envelopes(community, record.fields["invite_key"])
         epoch = self.store.community_key_epoch(community)
-        sealed = await self.post(
-            {
-                "kind": "key_update",
-                "community": community,
-                "epoch": epoch,
-                "keys": [{"member": record.author, "box": seal(record.author, key)}],
-            }
-        )
-        records = self.store.control_envelopes(community)
-        return ["welcome", [*records, record.envelope, sealed.envelope]]
+        sealed = self.store.key_sealed_to(community, record.author, epoch)
+        if sealed is None:
+            sealed = await self.post(
+                {
+                    "kind": "key_update",
+                    "community": community,
+                    "epoch": epoch,
+                    "keys": [{"member": record.author, "box": seal(record.author, key)}],
+                }
+            )
+        return ["welcome", [record.envelope, sealed.envelope, *welcome]]
 
     # Catch-up sync --------------------------------------------------------------------
 

@@ -146,7 +146,10 @@ class _ThrottledPubsub(Pubsub):
             peer = str(stream.muxed_conn.peer_id)
             log.info("unreadable pubsub data from %s: %s", peer, exc)
             self.dropped["bad_rpc"] += 1
-            self.penalise(peer, INVALID_PENALTY)
+            # py-libp2p itself can garble a sender's frames when it floods: a peer with a
+            # clean record survives one (its score reaches the threshold, not below),
+            # one that has already sent bad records is banned.
+            self.penalise(peer, -BAN_SCORE)
             with contextlib.suppress(Exception):
                 await stream.reset()
 
