@@ -313,36 +313,38 @@ def search_profiles(db: Any, text: str, *, limit: int) -> list[Profile]:
     return [profile(db, row[0]) for row in rows]
 
 
+# A community's columns, with this member's (?1) roles in it.
+_COMMUNITY_COLUMNS = (
+    "c.id, c.name, c.description, c.tags, c.visibility,"
+    " (SELECT group_concat(role, ' ') FROM roles AS r WHERE r.community = c.id"
+    "  AND r.member = ?1)"
+)
+
+
+def _community(row: Any) -> Community:
+    return Community(row[0], row[1], row[2], _split(row[3]), row[4], _split(row[5] or ""))
+
+
 def communities(db: Any, me: bytes) -> list[Community]:
     """The communities this member belongs to, by name."""
     rows = db.execute(
-        "SELECT c.id, c.name, c.description, c.tags, c.visibility,"
-        " (SELECT group_concat(role, ' ') FROM roles AS r WHERE r.community = c.id"
-        "  AND r.member = ?1)"
-        " FROM communities AS c WHERE EXISTS (SELECT 1 FROM members AS m"
+        f"SELECT {_COMMUNITY_COLUMNS} FROM communities AS c"  # noqa: S608
+        " WHERE EXISTS (SELECT 1 FROM members AS m"
         "  WHERE m.community = c.id AND m.member = ?1 AND m.joined = 1)"
         " OR EXISTS (SELECT 1 FROM roles AS r WHERE r.community = c.id AND r.member = ?1)"
         " ORDER BY c.name COLLATE NOCASE, c.id",
         (me,),
     ).fetchall()
-    return [
-        Community(row[0], row[1], row[2], _split(row[3]), row[4], _split(row[5] or ""))
-        for row in rows
-    ]
+    return [_community(row) for row in rows]
 
 
 def community(db: Any, community_id: bytes, me: bytes) -> Community | None:
     """A community whose genesis this store holds, whether or not this member is in it."""
     row = db.execute(
-        "SELECT c.id, c.name, c.description, c.tags, c.visibility,"
-        " (SELECT group_concat(role, ' ') FROM roles AS r WHERE r.community = c.id"
-        "  AND r.member = ?2)"
-        " FROM communities AS c WHERE c.id = ?1",
-        (community_id, me),
+        f"SELECT {_COMMUNITY_COLUMNS} FROM communities AS c WHERE c.id = ?2",  # noqa: S608
+        (me, community_id),
     ).fetchone()
-    if row is None:
-        return None
-    return Community(row[0], row[1], row[2], _split(row[3]), row[4], _split(row[5] or ""))
+    return None if row is None else _community(row)
 
 
 def unread_counts(db: Any) -> dict[bytes, int]:
