@@ -59,6 +59,7 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_throughput.py --processes 2
 	$(BIN)/python bench/bench_throughput.py --processes 2 --writers 8
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_trust.py
 
 bench-store: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_store_queries.py
