@@ -240,6 +240,9 @@ NODE_COMMANDS = {
     "feed": False,
     "peers": False,
     "status": False,
+    "vouch": True,
+    "references": False,
+    "trust": False,
 }
 
 
@@ -442,6 +445,57 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_vouch(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "vouch",
+        {
+            "member": args.member,
+            "skill": args.skill,
+            "text": args.text,
+            "relationship": args.relationship,
+            "community": args.community,
+        },
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        print(f"vouched for {args.member}'s {result['skill']} in {result['community_name']}")
+    return 0
+
+
+def _cmd_references(args: argparse.Namespace) -> int:
+    result = _node_command(args, "references", {"member": args.member})
+    if args.json:
+        _print(result, True)
+        return 0
+    if not result["references"]:
+        print(f"no references about {result['name'] or args.member} are known here")
+    for ref in result["references"]:
+        flags = [] if ref["verified"] else ["SIGNATURE DOES NOT CHECK"]
+        flags += ["revoked"] if ref["revoked"] else []
+        flags += ["hidden by them"] if ref["hidden"] else []
+        extra = f" ({', '.join(flags)})" if flags else ""
+        where = f" in {ref['community_name']}" if ref["community_name"] else ""
+        print(f"{ref['skill']}: {ref['author_name'] or ref['author'][:12]}{where}{extra}")
+        print(f"  {ref['relationship'].replace('_', ' ')}: {ref['text']}")
+    return 0
+
+
+def _cmd_trust(args: argparse.Namespace) -> int:
+    result = _node_command(args, "trust", {"member": args.member, "skill": args.skill})
+    if args.json:
+        _print(result, True)
+        return 0
+    who = result["name"] or args.member
+    path = " → ".join(result["path"]) if result["path"] else "nobody you trust"
+    print(f"your trust in {who}: {result['trust']:.2f} (through {path})")
+    if args.skill:
+        rank = f"#{result['rank']} of {result['of']}" if result.get("rank") else "unranked"
+        print(f"{args.skill}: {rank}; {result['explanation']}")
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -610,6 +664,30 @@ def build_parser() -> argparse.ArgumentParser:
     peers = commands.add_parser("peers", help="the members' nodes you are connected to")
     _store_options(peers)
     peers.set_defaults(handler=_cmd_peers)
+
+    vouch = commands.add_parser("vouch", help="vouch for a member's skill (a signed reference)")
+    vouch.add_argument("member", help="their name, public key or peer id")
+    vouch.add_argument("--skill", required=True, help="the skill you vouch for")
+    vouch.add_argument("--text", required=True, help="what you can say about their work")
+    vouch.add_argument(
+        "--relationship",
+        choices=("hired", "worked_with", "knows_personally"),
+        default="worked_with",
+    )
+    vouch.add_argument("--community", help="where it travels (default: one you share)")
+    _store_options(vouch)
+    vouch.set_defaults(handler=_cmd_vouch)
+
+    references = commands.add_parser("references", help="the references about a member")
+    references.add_argument("member", help="their name, public key or peer id")
+    _store_options(references)
+    references.set_defaults(handler=_cmd_references)
+
+    trust = commands.add_parser("trust", help="how much you trust a member, and why")
+    trust.add_argument("member", help="their name, public key or peer id")
+    trust.add_argument("--skill", help="also: how they rank for this skill, and why")
+    _store_options(trust)
+    trust.set_defaults(handler=_cmd_trust)
 
     status = commands.add_parser("status", help="your node: addresses, peers, sync")
     _store_options(status)

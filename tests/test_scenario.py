@@ -190,3 +190,41 @@ def test_a_private_community_by_the_command_line(
     assert cat.cli_json("community", "list") == []
     ann.stop()
     bob.stop()
+
+
+def test_vouching_and_trust_by_the_command_line(
+    members: tuple[Member, Member, Member],
+) -> None:
+    ann, bob, cat = members
+    for member in members:
+        member.start()
+    ann.cli_json("community", "create", "Lofts")
+    code = ann.cli_json("invite", "create", "Lofts")["code"]
+    for member in (bob, cat):
+        assert member.cli_json("join", code)["status"] == "joined"
+    ann.cli_json("vouch", "Bob", "--skill", "carpentry", "--text", "Fitted our stairs")
+    bob.cli_json(
+        "vouch", "Cat", "--skill", "insulation", "--text", "Did my loft", "--relationship", "hired"
+    )
+
+    def knows_bobs_reference() -> bool:
+        refs = ann.command("references", member="Cat")["references"]
+        return [(r["author_name"], r["skill"], r["verified"]) for r in refs] == [
+            ("Bob", "insulation", True)
+        ]
+
+    wait_until(knows_bobs_reference, "Ann to have Bob's reference about Cat")
+    shown = ann.cli("references", "Cat")
+    assert "insulation: Bob in Lofts" in shown.stdout
+    trust = ann.cli_json("trust", "Cat", "--skill", "insulation")
+    assert trust["path"] == ["Bob", "Cat"]
+    assert trust["trust"] == 0.5
+    assert trust["rank"] == 1
+    assert trust["explanation"] == (
+        "1 reference; 1 from people you trust: Bob, whom you vouched for"
+    )
+    unknown = ann.cli("trust", "Nobody")
+    assert unknown.returncode == 1
+    assert "no member called 'Nobody'" in unknown.stderr
+    for member in members:
+        member.stop()

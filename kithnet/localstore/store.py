@@ -848,6 +848,36 @@ class Store:
                 "INSERT OR IGNORE INTO community_keys VALUES (?, ?, ?)", (community, epoch, key)
             )
 
+    # References and trust ---------------------------------------------------------------
+
+    def vouches(self) -> list[tuple[bytes, bytes, str]]:
+        """(author, subject, skill) of every reference in effect and not revoked: the
+        graph trust flows along."""
+        rows = self.db.execute(
+            "SELECT r.author, r.subject, r.skill FROM refs AS r WHERE NOT EXISTS"
+            " (SELECT 1 FROM records AS x WHERE x.target = r.id"
+            "  AND x.kind = 'reference_revoke' AND x.status = 'allowed')"
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def names(self) -> dict[bytes, str]:
+        """Every known member's profile name."""
+        return dict(self.db.execute("SELECT member, name FROM profiles").fetchall())
+
+    def find_members(self, text: str) -> list[bytes]:
+        """Members whose key (64 hex digits), libp2p peer id or profile name is `text`
+        (names case-insensitively)."""
+        wanted = text.strip()
+        try:
+            key = bytes.fromhex(wanted)
+        except ValueError:
+            key = b""
+        if len(key) == 32:
+            return [key]
+        rows = self.db.execute("SELECT member, name FROM profiles").fetchall()
+        by_name = [row[0] for row in rows if row[1].lower() == wanted.lower()]
+        return by_name or [row[0] for row in rows if peer_id_of(row[0]) == wanted]
+
     # Peer book ------------------------------------------------------------------------
 
     def remember_peer(self, peer_id: str, addresses: Sequence[str], source: str) -> None:

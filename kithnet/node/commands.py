@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 
+from kithnet.core import trust as trust_model
 from kithnet.core.envelope import Record
 from kithnet.crypto import secretbox
 from kithnet.crypto.identity import peer_id as peer_id_of
@@ -84,6 +85,9 @@ class Commands:
             "feed": self.feed,
             "peers": self.peers,
             "status": self.status,
+            "vouch": self.vouch,
+            "references": self.references,
+            "trust": self.trust,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -398,6 +402,112 @@ class Commands:
             "name": target.name,
             "posts": [_post_view(post) for post in page.posts],
         }
+
+    # References and trust ---------------------------------------------------------------
+
+    def member(self, text: str) -> bytes:
+        """A member named by their name, public key (hex) or peer id."""
+        found = self.store.find_members(text)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise CommandError(f"no member called {text!r} is known here")
+        raise CommandError(f"several members are called {text!r}: give the public key")
+
+    async def vouch(
+        self,
+        member: str,
+        skill: str,
+        text: str,
+        relationship: str = "worked_with",
+        community: str | None = None,
+    ) -> dict[str, Any]:
+        subject = self.member(member)
+        if subject == self.store.identity.public_key:
+            raise CommandError("you cannot vouch for yourself")
+        shared = [
+            c
+            for c in self.store.communities()
+            if any(m.member == subject for m in self.store.members(c.id))
+        ]
+        target = self.resolve(community) if community else (shared[0] if shared else None)
+        if target is None:
+            raise CommandError(
+                "you share no community with this member: give --community for where the "
+                "reference should travel"
+            )
+        fields = {
+            "kind": "reference",
+            "community": target.id,
+            "subject": subject,
+            "skill": skill,
+            "text": text,
+            "relationship": relationship,
+        }
+        record, reached = await self._publish(fields, target.id)
+        return {
+            "id": record.id.hex(),
+            "subject": subject.hex(),
+            "skill": skill,
+            "community_name": target.name,
+            "members_online": reached,
+        }
+
+    async def references(self, member: str) -> dict[str, Any]:
+        subject = self.member(member)
+        profile = self.store.profile(subject)
+        return {
+            "member": subject.hex(),
+            "name": profile.name,
+            "references": [
+                {
+                    "id": r.id.hex(),
+                    "author": r.author.hex(),
+                    "author_name": r.author_name,
+                    "skill": r.skill,
+                    "text": r.text,
+                    "relationship": r.relationship,
+                    "community_name": r.community_name,
+                    "verified": r.verified,
+                    "revoked": r.revoked,
+                    "hidden": r.hidden,
+                }
+                for r in profile.references
+            ],
+        }
+
+    async def trust(self, member: str, skill: str | None = None) -> dict[str, Any]:
+        """How much this member trusts `member`, from their own references outward, and
+        (with a skill) how `member` ranks for it and why."""
+        subject = self.member(member)
+        me = self.store.identity.public_key
+        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
+        seeds = sorted({v.subject for v in vouches if v.author == me})
+        trust = trust_model.propagate(seeds, vouches)
+        names = self.store.names()
+        entry = trust.get(subject)
+        result: dict[str, Any] = {
+            "member": subject.hex(),
+            "name": names.get(subject, ""),
+            "trust": round(entry.trust, 4) if entry else 0.0,
+            "path": [names.get(m, m.hex()[:12]) for m in trust_model.chain(subject, trust)],
+        }
+        if skill:
+            references = [trust_model.Reference(v.author, v.subject, v.skill) for v in vouches]
+            ranked = trust_model.rank_providers(skill, references, trust, asker=me)
+            place = next((i for i, p in enumerate(ranked) if p.member == subject), None)
+            if place is None:
+                result.update(skill=skill, rank=None, explanation="no references for it")
+            else:
+                provider = ranked[place]
+                result.update(
+                    skill=skill,
+                    rank=place + 1,
+                    of=len(ranked),
+                    score=round(provider.score, 4),
+                    explanation=trust_model.explain(provider, trust, names, vouched=seeds),
+                )
+        return result
 
     # Network --------------------------------------------------------------------------
 
