@@ -292,6 +292,7 @@ def test_a_hostile_peer_is_refused_scored_and_dropped_while_honest_posts_arrive(
                     {"kind": "post", "community": genesis.id, "type": "post", "text": "ok"}
                 )
                 await cat_node.wait_for_record(post.id)
+                await bob_node.wait_for_record(post.id)
                 assert bob_peer.is_banned(bad.peer_id)
                 assert bad.peer_id not in bob_peer.connected_peers()
                 assert bob_node.dropped["bad_signature"] >= 1, bob_node.dropped
