@@ -243,6 +243,7 @@ NODE_COMMANDS = {
     "vouch": True,
     "references": False,
     "trust": False,
+    "ask": True,
 }
 
 
@@ -496,6 +497,25 @@ def _cmd_trust(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ask(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args, "ask", {"text": args.text, "skills": args.skill, "community": args.community}
+    )
+    if args.json:
+        _print(result, True)
+        return 0
+    print(f"asked in {result['community_name']} ({result['question']})")
+    if not result["providers"] and not result["communities"]:
+        print("nobody and no community your node knows of matches yet; answers will come")
+    for number, provider in enumerate(result["providers"], 1):
+        print(f"{number}. {provider['name'] or provider['member'][:12]}")
+        for reason in provider["reasons"]:
+            print(f"   {reason}")
+    for community in result["communities"]:
+        print(f"community: {community['name']} ({community['reason']})")
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -688,6 +708,17 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--skill", help="also: how they rank for this skill, and why")
     _store_options(trust)
     trust.set_defaults(handler=_cmd_trust)
+
+    ask = commands.add_parser(
+        "ask", help="does anybody know...? ask, and see at once who and where could help"
+    )
+    ask.add_argument("text", help="the question")
+    ask.add_argument(
+        "--skill", action="append", default=[], metavar="SKILL", help="a skill it needs"
+    )
+    ask.add_argument("--community", help="where to ask (default: the best matching one)")
+    _store_options(ask)
+    ask.set_defaults(handler=_cmd_ask)
 
     status = commands.add_parser("status", help="your node: addresses, peers, sync")
     _store_options(status)

@@ -192,13 +192,13 @@ def test_a_private_community_by_the_command_line(
     bob.stop()
 
 
-def test_vouching_and_trust_by_the_command_line(
+def test_vouching_trust_and_asking_by_the_command_line(
     members: tuple[Member, Member, Member],
 ) -> None:
     ann, bob, cat = members
     for member in members:
         member.start()
-    ann.cli_json("community", "create", "Lofts")
+    ann_lofts = ann.cli_json("community", "create", "Lofts", "--tag", "insulation")["id"]
     code = ann.cli_json("invite", "create", "Lofts")["code"]
     for member in (bob, cat):
         assert member.cli_json("join", code)["status"] == "joined"
@@ -223,6 +223,20 @@ def test_vouching_and_trust_by_the_command_line(
     assert trust["explanation"] == (
         "1 reference; 1 from people you trust: Bob, whom you vouched for"
     )
+    # Does anybody know...? Cat offers insulation; Ann asks and sees her at once.
+    offer = cat.command(
+        "post", community="Lofts", text="Loft insulation", kind="offer", skills=["insulation"]
+    )
+    wait_until(lambda: offer["id"] in ann.feed_ids(ann_lofts), "Ann has Cat's offer")
+    asked = ann.cli_json("ask", "Who can insulate my loft?", "--skill", "insulation")
+    assert asked["community_name"] == "Lofts"
+    [first, *_] = asked["providers"]
+    assert first["name"] == "Cat"
+    assert first["reasons"] == [
+        "insulation: 1 reference; 1 from people you trust: Bob, whom you vouched for"
+    ]
+    assert [c["name"] for c in asked["communities"]] == ["Lofts"]
+    assert "Cat" in ann.cli("ask", "And solar?", "--skill", "insulation").stdout
     unknown = ann.cli("trust", "Nobody")
     assert unknown.returncode == 1
     assert "no member called 'Nobody'" in unknown.stderr

@@ -860,6 +860,26 @@ class Store:
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
 
+    def offering(self, skill: str) -> set[bytes]:
+        """Members with a visible offer tagged `skill`, or who list it in their profile's
+        skills or services."""
+        rows = self.db.execute(
+            "SELECT author FROM posts WHERE type = 'offer' AND deleted = 0 AND removed = 0"
+            " AND (' ' || tags || ' ') LIKE ?"
+            " UNION SELECT member FROM profiles WHERE (' ' || skills || ' ' || services || ' ')"
+            " LIKE ?",
+            (f"% {skill} %", f"% {skill} %"),
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def directory_entries(self) -> list[tuple[bytes, str, str, tuple[str, ...], str]]:
+        """Public communities announced in the directory: (id, name, description, tags,
+        public invite)."""
+        rows = self.db.execute(
+            "SELECT community, name, description, tags, invite FROM directory"
+        ).fetchall()
+        return [(r[0], r[1], r[2], tuple(r[3].split()), r[4]) for r in rows]
+
     def names(self) -> dict[bytes, str]:
         """Every known member's profile name."""
         return dict(self.db.execute("SELECT member, name FROM profiles").fetchall())

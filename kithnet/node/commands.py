@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import trio
@@ -88,6 +88,7 @@ class Commands:
             "vouch": self.vouch,
             "references": self.references,
             "trust": self.trust,
+            "ask": self.ask,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -508,6 +509,103 @@ class Commands:
                     explanation=trust_model.explain(provider, trust, names, vouched=seeds),
                 )
         return result
+
+    async def ask(
+        self, text: str, skills: list[str], community: str | None = None
+    ) -> dict[str, Any]:
+        """Post a question and answer it at once from what this node knows: providers of
+        the skills (ranked by the trust of those who vouched for them, then by number of
+        references) and communities whose tags match, each with its reason."""
+        if not skills:
+            raise CommandError("name at least one skill with --skill")
+        joined = self.store.communities()
+        wanted = set(skills)
+
+        def matching(tags: Iterable[str]) -> list[str]:
+            return sorted(wanted & set(tags))
+
+        target = (
+            self.resolve(community)
+            if community
+            else max(joined, key=lambda c: len(matching(c.tags)), default=None)
+        )
+        if target is None:
+            raise CommandError("you are in no community to ask in: join one first")
+        fields = {
+            "kind": "post",
+            "community": target.id,
+            "type": "question",
+            "text": text,
+            "tags": skills,
+        }
+        record, reached = await self._publish(fields, target.id)
+
+        me = self.store.identity.public_key
+        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
+        seeds = sorted({v.subject for v in vouches if v.author == me})
+        trust = trust_model.propagate(seeds, vouches)
+        references = [trust_model.Reference(v.author, v.subject, v.skill) for v in vouches]
+        names = self.store.names()
+        totals: dict[bytes, dict[str, Any]] = {}
+        for skill in skills:
+            ranked = trust_model.rank_providers(
+                skill, references, trust, offering=self.store.offering(skill), asker=me
+            )
+            for provider in ranked:
+                entry = totals.setdefault(
+                    provider.member,
+                    {
+                        "member": provider.member.hex(),
+                        "name": names.get(provider.member, ""),
+                        "score": 0.0,
+                        "references": 0,
+                        "reasons": [],
+                    },
+                )
+                entry["score"] += provider.score
+                entry["references"] += provider.references
+                why = trust_model.explain(provider, trust, names, vouched=seeds)
+                entry["reasons"].append(f"{skill}: {why}")
+        providers = sorted(
+            totals.values(), key=lambda e: (-e["score"], -e["references"], e["member"])
+        )
+        for entry in providers:
+            entry["score"] = round(entry["score"], 4)
+        communities: list[dict[str, Any]] = []
+        for c in joined:
+            tags = matching(c.tags)
+            if tags:
+                communities.append(
+                    {
+                        "id": c.id.hex(),
+                        "name": c.name,
+                        "matches": len(tags),
+                        "joined": True,
+                        "reason": f"you are in it; its tags: {', '.join(tags)}",
+                    }
+                )
+        joined_ids = {c.id for c in joined}
+        for cid, name, _description, tags_all, invite in self.store.directory_entries():
+            tags = matching(tags_all)
+            if tags and cid not in joined_ids:
+                communities.append(
+                    {
+                        "id": cid.hex(),
+                        "name": name,
+                        "matches": len(tags),
+                        "joined": False,
+                        "invite": invite,
+                        "reason": f"in the directory; its tags: {', '.join(tags)}",
+                    }
+                )
+        communities.sort(key=lambda c: (-int(c["matches"]), not c["joined"], str(c["name"])))
+        return {
+            "question": record.id.hex(),
+            "community_name": target.name,
+            "members_online": reached,
+            "providers": providers[:20],
+            "communities": communities[:20],
+        }
 
     # Network --------------------------------------------------------------------------
 
