@@ -244,6 +244,8 @@ NODE_COMMANDS = {
     "references": False,
     "trust": False,
     "ask": True,
+    "refer": True,
+    "referrals": False,
 }
 
 
@@ -516,6 +518,42 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_refer(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "refer",
+        {
+            "question": args.question,
+            "community": args.community,
+            "member": args.member,
+            "note": args.note or "",
+        },
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        print(f"referred the question to {result['to']}")
+    return 0
+
+
+def _cmd_referrals(args: argparse.Namespace) -> int:
+    result = _node_command(args, "referrals", {"question": args.question})
+    if args.json:
+        _print(result, True)
+        return 0
+    if not result["referrals"]:
+        print("no referrals yet")
+    for referral in result["referrals"]:
+        to = referral["community_name"] or referral["member_name"] or "?"
+        trust = f"trust {referral['trust']:.2f}" if referral["trust"] else "not someone you trust"
+        print(f"{referral['by']} ({trust}) points you to {to}")
+        if referral["invite"]:
+            print(f"  join: kithnet join {referral['invite']}")
+        if referral["note"]:
+            print(f"  {referral['note']}")
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -719,6 +757,24 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--community", help="where to ask (default: the best matching one)")
     _store_options(ask)
     ask.set_defaults(handler=_cmd_ask)
+
+    refer = commands.add_parser(
+        "refer", help="answer a question by pointing it to a community or a member"
+    )
+    refer.add_argument("question", help="the question's id")
+    target = refer.add_mutually_exclusive_group(required=True)
+    target.add_argument("--community", help="a community (an invite to it goes along)")
+    target.add_argument("--member", help="a member (name, public key or peer id)")
+    refer.add_argument("--note", help="a word for the asker")
+    _store_options(refer)
+    refer.set_defaults(handler=_cmd_refer)
+
+    referrals = commands.add_parser(
+        "referrals", help="the referrals your question received, the most trusted first"
+    )
+    referrals.add_argument("question", help="the question's id")
+    _store_options(referrals)
+    referrals.set_defaults(handler=_cmd_referrals)
 
     status = commands.add_parser("status", help="your node: addresses, peers, sync")
     _store_options(status)

@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,6 +238,28 @@ def test_vouching_trust_and_asking_by_the_command_line(
     ]
     assert [c["name"] for c in asked["communities"]] == ["Lofts"]
     assert "Cat" in ann.cli("ask", "And solar?", "--skill", "insulation").stdout
+
+    # Bob knows a community for it that Ann is not in, and refers her question there.
+    bob.cli_json("community", "create", "Installers", "--tag", "solar")
+    wait_until(
+        lambda: (
+            asked["question"] in {p["id"] for p in bob.command("feed", community="Lofts")["posts"]}
+        ),
+        "Bob has Ann's question",
+    )
+    referred = bob.cli_json("refer", asked["question"], "--community", "Installers")
+    assert referred["to"] == "Installers"
+
+    def referral() -> dict[str, Any] | None:
+        found = ann.command("referrals", question=asked["question"])["referrals"]
+        return found[0] if found else None
+
+    offered = wait_until(referral, "Ann to see Bob's referral")
+    assert offered["by"] == "Bob"
+    assert offered["trust"] == 1.0  # Ann vouched for Bob
+    assert offered["community_name"] == "Installers"
+    assert "points you to Installers" in ann.cli("referrals", asked["question"]).stdout
+    assert ann.cli_json("join", offered["invite"])["status"] == "joined"
     unknown = ann.cli("trust", "Nobody")
     assert unknown.returncode == 1
     assert "no member called 'Nobody'" in unknown.stderr

@@ -880,6 +880,35 @@ class Store:
         ).fetchall()
         return [(r[0], r[1], r[2], tuple(r[3].split()), r[4]) for r in rows]
 
+    def post_type(self, post: bytes) -> tuple[bytes, str] | None:
+        """A post's community and type (post, question, offer), if it is here."""
+        row = self.db.execute("SELECT community, type FROM posts WHERE id = ?", (post,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def referrals(self, question: bytes) -> list[dict[str, Any]]:
+        """The referrals in effect that answer a question, oldest first."""
+        rows = self.db.execute(
+            "SELECT r.id, r.author, r.to_community, r.to_member, r.invite, r.note,"
+            " r.created_at, coalesce(c.name, d.name, '') FROM referrals AS r"
+            " LEFT JOIN communities AS c ON c.id = r.to_community"
+            " LEFT JOIN directory AS d ON d.community = r.to_community"
+            " WHERE r.question = ? AND r.deleted = 0 ORDER BY r.created_at, r.id",
+            (question,),
+        ).fetchall()
+        return [
+            {
+                "id": row[0],
+                "author": row[1],
+                "to_community": row[2],
+                "to_member": row[3],
+                "invite": row[4],
+                "note": row[5],
+                "created_at": row[6],
+                "community_name": row[7],
+            }
+            for row in rows
+        ]
+
     def names(self) -> dict[bytes, str]:
         """Every known member's profile name."""
         return dict(self.db.execute("SELECT member, name FROM profiles").fetchall())

@@ -89,6 +89,8 @@ class Commands:
             "references": self.references,
             "trust": self.trust,
             "ask": self.ask,
+            "refer": self.refer,
+            "referrals": self.referrals,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -606,6 +608,85 @@ class Commands:
             "providers": providers[:20],
             "communities": communities[:20],
         }
+
+    def _question(self, question: str) -> tuple[bytes, bytes]:
+        """A question post's id and community, from its id (64 hex digits)."""
+        try:
+            qid = bytes.fromhex(question)
+        except ValueError:
+            qid = b""
+        row = self.store.post_type(qid) if len(qid) == 32 else None
+        if row is None:
+            raise CommandError(f"no question {question[:12]}… is known here")
+        if row[1] != "question":
+            raise CommandError("that post is not a question")
+        return qid, row[0]
+
+    async def refer(
+        self,
+        question: str,
+        community: str | None = None,
+        member: str | None = None,
+        note: str = "",
+    ) -> dict[str, Any]:
+        """Answer a question by pointing it to a community (with an invite to it) or to
+        a member."""
+        if (community is None) == (member is None):
+            raise CommandError("refer to a community or to a member, one of the two")
+        qid, where = self._question(question)
+        fields: dict[str, Any] = {"kind": "referral", "community": where, "question": qid}
+        if note:
+            fields["note"] = note
+        if community is not None:
+            target = self.resolve(community)
+            if target.visibility == "private":
+                raise CommandError("a private community cannot be referred to publicly")
+            invite = await self.invite_create(target.id.hex(), expires="30d")
+            fields.update(to_community=target.id, invite=invite["code"])
+            to = target.name
+        else:
+            person = self.member(str(member))
+            fields["to_member"] = person
+            to = self.store.names().get(person, person.hex()[:12])
+        record, reached = await self._publish(fields, where)
+        return {"id": record.id.hex(), "to": to, "members_online": reached}
+
+    async def referrals(self, question: str) -> dict[str, Any]:
+        """The referrals a question received, ranked by how much the asker trusts
+        whoever made them."""
+        qid, _ = self._question(question)
+        me = self.store.identity.public_key
+        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
+        seeds = sorted({v.subject for v in vouches if v.author == me})
+        trust = trust_model.propagate(seeds, vouches)
+        names = self.store.names()
+        out = []
+        for referral in self.store.referrals(qid):
+            author = referral["author"]
+            entry = trust.get(author)
+            path = [names.get(m, m.hex()[:12]) for m in trust_model.chain(author, trust)]
+            target = referral["to_member"]
+            if referral["invite"] and not referral["community_name"]:
+                try:  # a community we do not know yet: its invite names it
+                    referral["community_name"] = decode_invite(referral["invite"]).community_name
+                except InviteCodeError:
+                    referral["invite"] = ""  # a broken code is no use to the asker
+            out.append(
+                {
+                    "id": referral["id"].hex(),
+                    "by": names.get(author, author.hex()[:12]),
+                    "trust": round(entry.trust, 4) if entry else 0.0,
+                    "through": path,
+                    "to_community": (referral["to_community"] or b"").hex(),
+                    "community_name": referral["community_name"],
+                    "invite": referral["invite"],
+                    "to_member": target.hex() if target else "",
+                    "member_name": names.get(target, "") if target else "",
+                    "note": referral["note"],
+                }
+            )
+        out.sort(key=lambda r: (-float(r["trust"]), str(r["id"])))
+        return {"question": qid.hex(), "referrals": out}
 
     # Network --------------------------------------------------------------------------
 
