@@ -246,6 +246,7 @@ NODE_COMMANDS = {
     "ask": True,
     "refer": True,
     "referrals": False,
+    "profile.set": True,
 }
 
 
@@ -554,6 +555,20 @@ def _cmd_referrals(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile_set(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "profile.set",
+        {"name": args.name, "bio": args.bio, "skills": args.skill, "services": args.service},
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        skills = ", ".join(result["skills"]) or "none"
+        print(f"your profile: {result['name']}; skills: {skills}")
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -775,6 +790,24 @@ def build_parser() -> argparse.ArgumentParser:
     referrals.add_argument("question", help="the question's id")
     _store_options(referrals)
     referrals.set_defaults(handler=_cmd_referrals)
+
+    profile = commands.add_parser("profile", help="what other members see of you")
+    profile_commands = profile.add_subparsers(
+        title="profile commands", dest="profile_command", metavar="COMMAND", required=True
+    )
+    profile_set = profile_commands.add_parser(
+        "set", help="change your name, bio, skills or services (the rest stays)"
+    )
+    profile_set.add_argument("--name")
+    profile_set.add_argument("--bio")
+    profile_set.add_argument(
+        "--skill", action="append", metavar="SKILL", help="what you can do (repeatable)"
+    )
+    profile_set.add_argument(
+        "--service", action="append", metavar="SERVICE", help="what you offer (repeatable)"
+    )
+    _store_options(profile_set)
+    profile_set.set_defaults(handler=_cmd_profile_set)
 
     status = commands.add_parser("status", help="your node: addresses, peers, sync")
     _store_options(status)

@@ -239,6 +239,16 @@ def test_vouching_trust_and_asking_by_the_command_line(
     assert [c["name"] for c in asked["communities"]] == ["Lofts"]
     assert "Cat" in ann.cli("ask", "And solar?", "--skill", "insulation").stdout
 
+    # Cat adds solar to her profile; asking about it finds her with no references yet.
+    cat.cli_json("profile", "set", "--skill", "insulation", "--skill", "solar")
+
+    wait_until(
+        lambda: "solar" in ann.command("references", member="Cat")["skills"],
+        "Ann to have Cat's new profile",
+    )
+    solar = ann.command("ask", text="Solar panels?", skills=["solar"])["providers"]
+    assert [(p["name"], p["references"]) for p in solar] == [("Cat", 0)]
+
     # Bob knows a community for it that Ann is not in, and refers her question there.
     bob.cli_json("community", "create", "Installers", "--tag", "solar")
     wait_until(

@@ -91,6 +91,7 @@ class Commands:
             "ask": self.ask,
             "refer": self.refer,
             "referrals": self.referrals,
+            "profile.set": self.profile_set,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -406,6 +407,38 @@ class Commands:
             "posts": [_post_view(post) for post in page.posts],
         }
 
+    async def profile_set(
+        self,
+        name: str | None = None,
+        bio: str | None = None,
+        skills: list[str] | None = None,
+        services: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change what others see of this member; what is not given stays as it was."""
+        current = self.store.profile()
+        fields: dict[str, Any] = {
+            "kind": "profile",
+            "name": current.name if name is None else name,
+            "bio": current.bio if bio is None else bio,
+            "skills": list(current.skills if skills is None else skills),
+            "services": list(current.services if services is None else services),
+        }
+        fields = {k: v for k, v in fields.items() if v or k == "name"}
+        reached = set()
+        for community in sorted(self.node.following):
+            reached |= self.node.community_peers(community)
+        record = await self.node.post(fields)
+        if self.temporary:
+            await self.node.flush()
+        return {
+            "id": record.id.hex(),
+            "name": fields["name"],
+            "bio": fields.get("bio", ""),
+            "skills": fields.get("skills", []),
+            "services": fields.get("services", []),
+            "members_online": len(reached),
+        }
+
     # References and trust ---------------------------------------------------------------
 
     def member(self, text: str) -> bytes:
@@ -462,6 +495,8 @@ class Commands:
         return {
             "member": subject.hex(),
             "name": profile.name,
+            "skills": list(profile.skills),
+            "services": list(profile.services),
             "references": [
                 {
                     "id": r.id.hex(),
