@@ -247,6 +247,9 @@ NODE_COMMANDS = {
     "refer": True,
     "referrals": False,
     "profile.set": True,
+    "community.roles": True,
+    "community.ban": True,
+    "community.leave": True,
 }
 
 
@@ -569,6 +572,54 @@ def _cmd_profile_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_community_roles(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "community.roles",
+        {
+            "community": args.community,
+            "grant": args.grant,
+            "revoke": args.revoke,
+            "role": args.role,
+        },
+    )
+    if args.json:
+        _print(result, True)
+        return 0
+    for member in result["members"]:
+        roles = f" ({', '.join(member['roles'])})" if member["roles"] else ""
+        flags = (" online" if member["online"] else "") + (" BANNED" if member["banned"] else "")
+        print(f"{member['name'] or member['member'][:12]}{roles}{flags}")
+    return 0
+
+
+def _cmd_community_ban(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "community.ban",
+        {
+            "community": args.community,
+            "member": args.member,
+            "reason": args.reason or "",
+            "unban": args.unban,
+        },
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        print(f"{result['action']}ned {args.member} in {result['community_name']}")
+    return 0
+
+
+def _cmd_community_leave(args: argparse.Namespace) -> int:
+    result = _node_command(args, "community.leave", {"community": args.community})
+    if args.json:
+        _print(result, True)
+    else:
+        print(f"you left {result['community_name']}")
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -695,6 +746,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--private", action="store_true", help="a private community")
     _store_options(create)
     create.set_defaults(handler=_cmd_community_create)
+    roles = community_commands.add_parser(
+        "roles", help="members and their roles; owners grant and revoke them"
+    )
+    roles.add_argument("community", help="the community's name or id")
+    change = roles.add_mutually_exclusive_group()
+    change.add_argument("--grant", metavar="MEMBER", help="give MEMBER the role")
+    change.add_argument("--revoke", metavar="MEMBER", help="take the role from MEMBER")
+    roles.add_argument("--role", choices=("owner", "moderator"), default="moderator")
+    _store_options(roles)
+    roles.set_defaults(handler=_cmd_community_roles)
+    ban = community_commands.add_parser("ban", help="ban a member (moderators)")
+    ban.add_argument("community", help="the community's name or id")
+    ban.add_argument("member", help="their name, public key or peer id")
+    ban.add_argument("--reason", help="why, for the moderation log")
+    ban.add_argument("--unban", action="store_true", help="lift a ban instead")
+    _store_options(ban)
+    ban.set_defaults(handler=_cmd_community_ban)
+    leave = community_commands.add_parser("leave", help="leave a community")
+    leave.add_argument("community", help="the community's name or id")
+    _store_options(leave)
+    leave.set_defaults(handler=_cmd_community_leave)
     listing = community_commands.add_parser("list", help="the communities you are in")
     _store_options(listing)
     listing.set_defaults(handler=_cmd_community_list)

@@ -270,6 +270,20 @@ def test_vouching_trust_and_asking_by_the_command_line(
     assert offered["community_name"] == "Installers"
     assert "points you to Installers" in ann.cli("referrals", asked["question"]).stdout
     assert ann.cli_json("join", offered["invite"])["status"] == "joined"
+    ann.cli_json("community", "leave", "Installers")
+    assert [c["name"] for c in ann.cli_json("community", "list")] == ["Lofts"]
+
+    # Ann makes Bob a moderator; Bob bans Cat; every node applies both.
+    ann.cli_json("community", "roles", "Lofts", "--grant", "Bob")
+
+    def roles_seen_by(member: Member) -> dict[str, tuple[list[str], bool]]:
+        listed = member.command("community.roles", community="Lofts")["members"]
+        return {m["name"]: (m["roles"], m["banned"]) for m in listed}
+
+    wait_until(lambda: roles_seen_by(cat)["Bob"] == (["moderator"], False), "Cat sees it")
+    bob.cli_json("community", "ban", "Lofts", "Cat", "--reason", "testing bans")
+    wait_until(lambda: roles_seen_by(ann)["Cat"] == ([], True), "Ann applies the ban")
+    assert "Cat online BANNED" in ann.cli("community", "roles", "Lofts").stdout
     unknown = ann.cli("trust", "Nobody")
     assert unknown.returncode == 1
     assert "no member called 'Nobody'" in unknown.stderr

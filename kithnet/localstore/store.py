@@ -988,6 +988,13 @@ class Store:
         members = self.member_peer_ids([community])
         return [p for p in self.known_peers(limit=MAX_PEERS) if p[0] in members][:limit]
 
+    def peer_id_of(self, member: bytes) -> str:
+        """A member's libp2p peer id (computed once per member)."""
+        text = self._peer_ids.get(member)
+        if text is None:
+            text = self._peer_ids[member] = peer_id_of(member)
+        return text
+
     def member_peer_ids(self, communities: Sequence[bytes]) -> set[str]:
         """The libp2p peer ids of the members (and role holders) of these communities."""
         found: set[str] = set()
@@ -997,11 +1004,7 @@ class Store:
                 " UNION SELECT member FROM roles WHERE community = ?1",
                 (community,),
             )
-            for (member,) in rows:
-                text = self._peer_ids.get(member)
-                if text is None:
-                    text = self._peer_ids[member] = peer_id_of(member)
-                found.add(text)
+            found.update(self.peer_id_of(member) for (member,) in rows)
         return found
 
     def setting(self, name: str) -> Any:

@@ -92,6 +92,9 @@ class Commands:
             "refer": self.refer,
             "referrals": self.referrals,
             "profile.set": self.profile_set,
+            "community.roles": self.community_roles,
+            "community.ban": self.community_ban,
+            "community.leave": self.community_leave,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -191,6 +194,69 @@ class Commands:
             "description": description,
             "tags": tags or [],
         }
+
+    async def community_roles(
+        self,
+        community: str,
+        grant: str | None = None,
+        revoke: str | None = None,
+        role: str = "moderator",
+    ) -> dict[str, Any]:
+        """The members and their roles; an owner can grant or revoke one first."""
+        target = self.resolve(community)
+        if grant or revoke:
+            if role not in ("owner", "moderator"):
+                raise CommandError("a role is owner or moderator")
+            subject = self.member(str(grant or revoke))
+            kind = "role_grant" if grant else "role_revoke"
+            await self._publish(
+                {"kind": kind, "community": target.id, "subject": subject, "role": role},
+                target.id,
+            )
+        members = self.store.members(target.id)
+        return {
+            "community": target.id.hex(),
+            "name": target.name,
+            "members": [
+                {
+                    "member": m.member.hex(),
+                    "name": m.name,
+                    "roles": list(m.roles),
+                    "banned": m.banned,
+                    "online": self.store.peer_id_of(m.member)
+                    in self.node.community_peers(target.id),
+                }
+                for m in members
+            ],
+        }
+
+    async def community_ban(
+        self, community: str, member: str, reason: str = "", unban: bool = False
+    ) -> dict[str, Any]:
+        """A moderator bans (or unbans) a member; every member's node applies it."""
+        target = self.resolve(community)
+        subject = self.member(member)
+        fields: dict[str, Any] = {
+            "kind": "moderation",
+            "community": target.id,
+            "action": "unban" if unban else "ban",
+            "target": subject,
+        }
+        if reason:
+            fields["reason"] = reason
+        record, reached = await self._publish(fields, target.id)
+        return {
+            "id": record.id.hex(),
+            "action": fields["action"],
+            "member": subject.hex(),
+            "community_name": target.name,
+            "members_online": reached,
+        }
+
+    async def community_leave(self, community: str) -> dict[str, Any]:
+        target = self.resolve(community)
+        record, reached = await self._publish({"kind": "leave", "community": target.id}, target.id)
+        return {"id": record.id.hex(), "community_name": target.name, "members_online": reached}
 
     async def community_list(self) -> list[dict[str, Any]]:
         unread = self.store.unread_counts()
