@@ -90,13 +90,8 @@ def propagate(
     return trusted
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """A reference about a provider, as ranking needs it."""
-
-    author: bytes
-    subject: bytes
-    skill: str
+# What ranking needs of a reference is what trust needs of it.
+Reference = Vouch
 
 
 @dataclass(slots=True)

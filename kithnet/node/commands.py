@@ -507,6 +507,16 @@ class Commands:
 
     # References and trust ---------------------------------------------------------------
 
+    def _my_trust(
+        self,
+    ) -> tuple[list[trust_model.Vouch], list[bytes], dict[bytes, trust_model.Trusted]]:
+        """The references in effect, this member's seeds (whom they vouched for) and the
+        trust that flows from them."""
+        me = self.store.identity.public_key
+        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
+        seeds = sorted({v.subject for v in vouches if v.author == me})
+        return vouches, seeds, trust_model.propagate(seeds, vouches)
+
     def member(self, text: str) -> bytes:
         """A member named by their name, public key (hex) or peer id."""
         found = self.store.find_members(text)
@@ -585,9 +595,7 @@ class Commands:
         (with a skill) how `member` ranks for it and why."""
         subject = self.member(member)
         me = self.store.identity.public_key
-        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
-        seeds = sorted({v.subject for v in vouches if v.author == me})
-        trust = trust_model.propagate(seeds, vouches)
+        vouches, seeds, trust = self._my_trust()
         names = self.store.names()
         entry = trust.get(subject)
         result: dict[str, Any] = {
@@ -597,8 +605,7 @@ class Commands:
             "path": [names.get(m, m.hex()[:12]) for m in trust_model.chain(subject, trust)],
         }
         if skill:
-            references = [trust_model.Reference(v.author, v.subject, v.skill) for v in vouches]
-            ranked = trust_model.rank_providers(skill, references, trust, asker=me)
+            ranked = trust_model.rank_providers(skill, vouches, trust, asker=me)
             place = next((i for i, p in enumerate(ranked) if p.member == subject), None)
             if place is None:
                 result.update(skill=skill, rank=None, explanation="no references for it")
@@ -644,15 +651,12 @@ class Commands:
         record, reached = await self._publish(fields, target.id)
 
         me = self.store.identity.public_key
-        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
-        seeds = sorted({v.subject for v in vouches if v.author == me})
-        trust = trust_model.propagate(seeds, vouches)
-        references = [trust_model.Reference(v.author, v.subject, v.skill) for v in vouches]
+        vouches, seeds, trust = self._my_trust()
         names = self.store.names()
         totals: dict[bytes, dict[str, Any]] = {}
         for skill in skills:
             ranked = trust_model.rank_providers(
-                skill, references, trust, offering=self.store.offering(skill), asker=me
+                skill, vouches, trust, offering=self.store.offering(skill), asker=me
             )
             for provider in ranked:
                 entry = totals.setdefault(
@@ -756,10 +760,7 @@ class Commands:
         """The referrals a question received, ranked by how much the asker trusts
         whoever made them."""
         qid, _ = self._question(question)
-        me = self.store.identity.public_key
-        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
-        seeds = sorted({v.subject for v in vouches if v.author == me})
-        trust = trust_model.propagate(seeds, vouches)
+        _, _, trust = self._my_trust()
         names = self.store.names()
         out = []
         for referral in self.store.referrals(qid):
