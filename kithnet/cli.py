@@ -608,6 +608,11 @@ def _cmd_community_ban(args: argparse.Namespace) -> int:
         _print(result, True)
     else:
         print(f"{result['action']}ned {args.member} in {result['community_name']}")
+        if result.get("key_epoch") is not None:
+            print(
+                f"the other members moved to a new key (epoch {result['key_epoch']}); "
+                f"{args.member} cannot read what is posted from now on"
+            )
     return 0
 
 
@@ -617,6 +622,83 @@ def _cmd_community_leave(args: argparse.Namespace) -> int:
         _print(result, True)
     else:
         print(f"you left {result['community_name']}")
+    return 0
+
+
+def _cmd_community_invites(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args, "community.invites", {"community": args.community, "withdraw": args.withdraw}
+    )
+    if args.json:
+        _print(result, True)
+        return 0
+    if args.withdraw:
+        print(f"withdrew invite {args.withdraw}")
+    if not result["invites"]:
+        print(f"{result['name']} has no invites")
+    for i in result["invites"]:
+        limit = f"/{i['max_uses']}" if i["max_uses"] is not None else ""
+        print(
+            f"{i['id'][:12]}  {i['state']:<9} {i['uses']}{limit} uses  expires"
+            f" {_when(i['expires_at'])}  by {i['issuer_name'] or i['issuer'][:12]}"
+        )
+    return 0
+
+
+def _cmd_community_log(args: argparse.Namespace) -> int:
+    result = _node_command(args, "community.log", {"community": args.community})
+    if args.json:
+        _print(result, True)
+        return 0
+    if not result["entries"]:
+        print(f"nothing has been moderated in {result['name']}")
+    for e in result["entries"]:
+        target = e["target_name"] or e["target"][:12]
+        reason = f": {e['reason']}" if e["reason"] else ""
+        who = e["moderator_name"] or e["moderator"][:12]
+        print(f"{_when(e['created_at'])}  {who} {e['action']} {target}{reason}")
+    return 0
+
+
+def _cmd_community_remove(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args, "community.remove", {"record": args.record, "reason": args.reason or ""}
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        print(f"removed {result['target'][:12]} from {result['community_name']}")
+    return 0
+
+
+def _simple(command: str, keys: tuple[str, ...], done: str) -> Any:
+    """A handler that sends `keys` of the parsed arguments and prints `done`."""
+
+    def handler(args: argparse.Namespace) -> int:
+        result = _node_command(args, command, {k: getattr(args, k) for k in keys})
+        if args.json:
+            _print(result, True)
+        else:
+            print(done.format(**result))
+        return 0
+
+    return handler
+
+
+def _cmd_mute(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args, "mute", {"member": args.member, "block": args.block, "undo": args.undo}
+    )
+    if args.json:
+        _print(result, True)
+        return 0
+    if args.member:
+        what = "unmuted" if args.undo else "blocked" if args.block else "muted"
+        print(f"{what} {args.member}")
+    elif not result["silenced"]:
+        print("you have muted or blocked nobody")
+    for entry in result["silenced"] if not args.member else []:
+        print(f"{entry['level']:<5} {entry['name'] or entry['member'][:12]}")
     return 0
 
 
@@ -770,6 +852,24 @@ def build_parser() -> argparse.ArgumentParser:
     listing = community_commands.add_parser("list", help="the communities you are in")
     _store_options(listing)
     listing.set_defaults(handler=_cmd_community_list)
+    invites = community_commands.add_parser(
+        "invites", help="a community's invites and their uses; withdraw one of yours"
+    )
+    invites.add_argument("community", help="the community's name or id")
+    invites.add_argument("--withdraw", metavar="INVITE", help="withdraw this invite (its id)")
+    _store_options(invites)
+    invites.set_defaults(handler=_cmd_community_invites)
+    log_parser = community_commands.add_parser("log", help="the moderation log")
+    log_parser.add_argument("community", help="the community's name or id")
+    _store_options(log_parser)
+    log_parser.set_defaults(handler=_cmd_community_log)
+    remove = community_commands.add_parser(
+        "remove", help="remove a post or other record (moderators)"
+    )
+    remove.add_argument("record", help="the record's id (or its first 8+ hex digits)")
+    remove.add_argument("--reason", help="why, for the moderation log")
+    _store_options(remove)
+    remove.set_defaults(handler=_cmd_community_remove)
 
     invite_group = commands.add_parser("invite", help="invite people to a community")
     invite_commands = invite_group.add_subparsers(
@@ -880,6 +980,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _store_options(profile_set)
     profile_set.set_defaults(handler=_cmd_profile_set)
+
+    react = commands.add_parser("react", help="react to a post with an emoji")
+    react.add_argument("post", help="the post's id (or its first 8+ hex digits)")
+    react.add_argument("emoji")
+    react.add_argument("--undo", action="store_true", help="withdraw your reaction")
+    _store_options(react)
+    react.set_defaults(handler=_simple("react", ("post", "emoji", "undo"), "done: {id}"))
+    edit = commands.add_parser("edit", help="change the text of your own post")
+    edit.add_argument("post", help="the post's id (or its first 8+ hex digits)")
+    edit.add_argument("text", help="the new text")
+    edit.add_argument("--skill", action="append", dest="skills", metavar="SKILL")
+    _store_options(edit)
+    edit.set_defaults(handler=_simple("edit", ("post", "text", "skills"), "edited {target}"))
+    delete = commands.add_parser(
+        "delete", help="delete your own post, reaction, invite or referral"
+    )
+    delete.add_argument("record", help="its id (or its first 8+ hex digits)")
+    _store_options(delete)
+    delete.set_defaults(handler=_simple("delete", ("record",), "deleted {target}"))
+    revoke = commands.add_parser("revoke", help="withdraw a reference you wrote")
+    revoke.add_argument("reference", help="the reference's id (or its first 8+ hex digits)")
+    _store_options(revoke)
+    revoke.set_defaults(handler=_simple("revoke", ("reference",), "revoked {target}"))
+    hide = commands.add_parser("hide", help="hide a reference about you from your profile")
+    hide.add_argument("reference", help="the reference's id (or its first 8+ hex digits)")
+    _store_options(hide)
+    hide.set_defaults(handler=_simple("hide", ("reference",), "hid {target}"))
+    mute = commands.add_parser(
+        "mute", help="mute or block a member for yourself; with no member, list them"
+    )
+    mute.add_argument("member", nargs="?", help="their name, public key or peer id")
+    mute.add_argument(
+        "--block", action="store_true", help="also ignore their references and messages"
+    )
+    mute.add_argument("--undo", action="store_true", help="lift the mute or block")
+    _store_options(mute)
+    mute.set_defaults(handler=_cmd_mute)
 
     status = commands.add_parser("status", help="your node: addresses, peers, sync")
     _store_options(status)

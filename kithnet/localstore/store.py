@@ -236,6 +236,7 @@ class Store:
         self.max_pending = MAX_PENDING
         self._judge = Judge(db, self.identity.public_key, MAX_PENDING)
         self._peer_ids: dict[bytes, str] = {}  # member key -> libp2p peer id, computed once
+        self._key_scan: dict[bytes, int] = {}  # community -> key_update seq looked at
 
     # Opening and closing -------------------------------------------------------------
 
@@ -661,6 +662,22 @@ class Store:
             ).fetchall()
         return [row[2] for row in sorted(found)]
 
+    def record(self, record_id: bytes) -> Record | None:
+        """A stored record, whatever its status."""
+        row = self.db.execute("SELECT envelope FROM records WHERE id = ?", (record_id,)).fetchone()
+        return decode_stored(row[0]) if row else None
+
+    def find_records(self, prefix: bytes, *, limit: int = 2) -> list[bytes]:
+        """Ids of stored records that start with `prefix` (at most `limit`)."""
+        if len(prefix) > 32:
+            return []
+        low = prefix + b"\0" * (32 - len(prefix))
+        high = prefix + b"\xff" * (32 - len(prefix))
+        rows = self.db.execute(
+            "SELECT id FROM records WHERE id BETWEEN ? AND ? LIMIT ?", (low, high, limit)
+        ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
     def status_of(self, record_id: bytes) -> tuple[str, str] | None:
         row = self.db.execute(
             "SELECT status, reason FROM records WHERE id = ?", (record_id,)
@@ -752,22 +769,22 @@ class Store:
     # Private communities --------------------------------------------------------------
 
     def community_key(self, community: bytes) -> bytes | None:
-        """The newest content key of a private community this member holds: from the
-        table, else opened from a `key_update` record sealed to this member."""
-        row = self.db.execute(
-            "SELECT key FROM community_keys WHERE community = ? ORDER BY epoch DESC LIMIT 1",
-            (community,),
-        ).fetchone()
-        if row is not None:
-            return bytes(row[0])
-        found = False
+        """The newest content key of a private community this member holds: keys of
+        newer epochs are first opened from `key_update` records sealed to this member
+        (records arrived since the last look only)."""
+        seen = self._key_scan.get(community, 0)
         rows = self.db.execute(
-            "SELECT envelope FROM records WHERE community = ? AND kind = 'key_update'"
-            " AND status = 'allowed'",
-            (community,),
+            "SELECT seq, envelope FROM records WHERE community = ? AND kind = 'key_update'"
+            " AND status = 'allowed' AND seq > ? ORDER BY seq",
+            (community, seen),
         ).fetchall()
-        for (envelope,) in rows:
+        held = self.community_key_epoch(community) if rows else 0
+        for seq, envelope in rows:
+            seen = max(seen, seq)
             record = decode_stored(envelope)
+            epoch = record.fields["epoch"]
+            if epoch < held:
+                continue
             for entry in record.fields["keys"]:
                 if entry["member"] != self.identity.public_key:
                     continue
@@ -776,9 +793,14 @@ class Store:
                 except CryptoError:
                     continue
                 if len(key) == 32:
-                    self.set_community_key(community, record.fields["epoch"], key)
-                    found = True
-        return self.community_key(community) if found else None
+                    self.set_community_key(community, epoch, key)
+                    held = max(held, epoch)
+        self._key_scan[community] = seen
+        row = self.db.execute(
+            "SELECT key FROM community_keys WHERE community = ? ORDER BY epoch DESC LIMIT 1",
+            (community,),
+        ).fetchone()
+        return bytes(row[0]) if row is not None else None
 
     def community_key_epoch(self, community: bytes) -> int:
         row = self.db.execute(
@@ -857,6 +879,7 @@ class Store:
             "SELECT r.author, r.subject, r.skill FROM refs AS r WHERE NOT EXISTS"
             " (SELECT 1 FROM records AS x WHERE x.target = r.id"
             "  AND x.kind = 'reference_revoke' AND x.status = 'allowed')"
+            " AND r.author NOT IN (SELECT member FROM silenced WHERE level = 'block')"
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
 
@@ -867,7 +890,7 @@ class Store:
             "SELECT author FROM posts WHERE type = 'offer' AND deleted = 0 AND removed = 0"
             " AND (' ' || tags || ' ') LIKE ?"
             " UNION SELECT member FROM profiles WHERE (' ' || skills || ' ' || services || ' ')"
-            " LIKE ?",
+            " LIKE ? EXCEPT SELECT member FROM silenced WHERE level = 'block'",
             (f"% {skill} %", f"% {skill} %"),
         ).fetchall()
         return {row[0] for row in rows}
@@ -1026,3 +1049,27 @@ class Store:
 
     def moderation_log(self, community: bytes) -> list[views.ModerationEntry]:
         return views.moderation_log(self.db, community)
+
+    def invites(self, community: bytes) -> list[views.Invite]:
+        return views.invites(self.db, community)
+
+    # Mute and block: this member's own choice, applied to what they see ---------------
+
+    def silence(self, member: bytes, level: str | None) -> None:
+        """Mute or block `member` for this member alone (`level` None lifts it)."""
+        if level not in (None, "mute", "block"):
+            raise ValueError(f"unknown level {level!r}")
+        with self._transaction():
+            if level is None:
+                self.db.execute("DELETE FROM silenced WHERE member = ?", (member,))
+            else:
+                self.db.execute(
+                    "INSERT INTO silenced VALUES (?, ?, ?) ON CONFLICT (member)"
+                    " DO UPDATE SET level = excluded.level, since = excluded.since",
+                    (member, level, now_ms()),
+                )
+
+    def silenced(self) -> dict[bytes, str]:
+        """Muted and blocked members: member key -> 'mute' or 'block'."""
+        rows = self.db.execute("SELECT member, level FROM silenced").fetchall()
+        return {bytes(m): level for m, level in rows}

@@ -109,6 +109,22 @@ class ModerationEntry:
     created_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class Invite:
+    id: bytes  # the invite record
+    issuer: bytes
+    issuer_name: str
+    invite_key: bytes
+    created_at: int
+    expires_at: int
+    max_uses: int | None
+    uses: int
+    withdrawn: bool
+
+
+# Posts by members this member muted or blocked stay stored but out of sight.
+_NOT_SILENCED = " AND p.author NOT IN (SELECT member FROM silenced)"
+
 _POST_COLUMNS = (
     "p.id, p.community, p.author, coalesce(pr.name, ''), p.type, p.text, p.tags, p.area,"
     " p.terms, p.reply_to, p.created_at, p.edit_at IS NOT NULL,"
@@ -127,7 +143,7 @@ def _reactions(db: Any, post_id: bytes, community: bytes) -> dict[str, int]:
     """Reactions from the post's own community (a stranger's elsewhere do not count)."""
     rows = db.execute(
         "SELECT emoji, count(*) FROM reactions AS x WHERE target = ? AND community = ?"
-        " AND deleted = 0"
+        " AND deleted = 0 AND author NOT IN (SELECT member FROM silenced)"
         " AND NOT EXISTS (SELECT 1 FROM removed WHERE community = x.community"
         " AND record_id = x.id)"
         " GROUP BY emoji ORDER BY count(*) DESC, emoji",
@@ -162,14 +178,14 @@ def feed(db: Any, community: bytes, *, before: Cursor | None, limit: int) -> Fee
         rows = db.execute(
             f"SELECT {_POST_COLUMNS} FROM {_FEED_FROM}"  # noqa: S608
             " WHERE p.community = ? AND p.reply_to IS NULL AND p.deleted = 0"
-            " AND p.removed = 0 ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
+            f" AND p.removed = 0{_NOT_SILENCED} ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
             (community, limit),
         ).fetchall()
     else:
         rows = db.execute(
             f"SELECT {_POST_COLUMNS} FROM {_FEED_FROM}"  # noqa: S608
             " WHERE p.community = ? AND p.reply_to IS NULL AND p.deleted = 0"
-            " AND p.removed = 0 AND (p.created_at, p.id) < (?, ?)"
+            f" AND p.removed = 0{_NOT_SILENCED} AND (p.created_at, p.id) < (?, ?)"
             " ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
             (community, before.created_at, before.id, limit),
         ).fetchall()
@@ -201,7 +217,7 @@ def thread(db: Any, root: bytes) -> list[Post]:
         replies = db.execute(
             f"SELECT {_POST_COLUMNS} FROM {_POST_FROM}"  # noqa: S608
             " WHERE p.reply_to = ? AND p.community = ? AND p.deleted = 0 AND p.removed = 0"
-            " ORDER BY p.created_at, p.id",
+            f"{_NOT_SILENCED} ORDER BY p.created_at, p.id",
             (parent, community),
         ).fetchall()
         for reply in replies:
@@ -244,7 +260,7 @@ def search_posts(db: Any, text: str, *, community: bytes | None, limit: int) -> 
     rows = db.execute(
         f"SELECT {_POST_COLUMNS} FROM posts_fts AS f JOIN posts AS p ON p.rowid = f.rowid"  # noqa: S608
         " LEFT JOIN profiles AS pr ON pr.member = p.author"
-        " WHERE posts_fts MATCH ? AND f.rowid >= ? ORDER BY f.rank LIMIT ?",
+        f" WHERE posts_fts MATCH ? AND f.rowid >= ?{_NOT_SILENCED} ORDER BY f.rank LIMIT ?",
         (match, bound[0] if bound else 0, limit),
     ).fetchall()
     return [_post(db, row) for row in rows]
@@ -380,3 +396,16 @@ def moderation_log(db: Any, community: bytes) -> list[ModerationEntry]:
         (community,),
     ).fetchall()
     return [ModerationEntry(*row) for row in rows]
+
+
+def invites(db: Any, community: bytes) -> list[Invite]:
+    """A community's invites, newest first, with their uses and whether withdrawn."""
+    rows = db.execute(
+        "SELECT i.record_id, r.author, coalesce(p.name, ''), i.invite_key, r.created_at,"
+        " i.expires_at, i.max_uses, i.uses, i.withdrawn FROM invites AS i"
+        " JOIN records AS r ON r.id = i.record_id"
+        " LEFT JOIN profiles AS p ON p.member = r.author"
+        " WHERE i.community = ? ORDER BY r.created_at DESC, i.record_id DESC",
+        (community,),
+    ).fetchall()
+    return [Invite(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8])) for r in rows]

@@ -95,6 +95,15 @@ class Commands:
             "community.roles": self.community_roles,
             "community.ban": self.community_ban,
             "community.leave": self.community_leave,
+            "community.invites": self.community_invites,
+            "community.log": self.community_log,
+            "community.remove": self.community_remove,
+            "react": self.react,
+            "edit": self.edit,
+            "delete": self.delete,
+            "revoke": self.revoke,
+            "hide": self.hide,
+            "mute": self.mute,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -155,6 +164,44 @@ class Commands:
             for peer_id in sorted(self.node.community_peers(community)):
                 await self.node.sync_logged(peer_id, community, COMMAND_SYNC_TIMEOUT)
         return record, reached
+
+    def record(self, text: str, *, kinds: Iterable[str] = ()) -> Record:
+        """A stored record named by its id or a unique prefix of 8+ hex digits."""
+        wanted = text.strip().lower()
+        try:
+            prefix = bytes.fromhex(wanted[: len(wanted) // 2 * 2])
+        except ValueError:
+            prefix = b""
+        if len(prefix) < 4:
+            raise CommandError(f"{text!r} is not a record id (64 hex digits, or the first 8+)")
+        found = [i for i in self.store.find_records(prefix, limit=50) if i.hex().startswith(wanted)]
+        if not found:
+            raise CommandError(f"no record {text!r} is known here")
+        if len(found) > 1:
+            raise CommandError(f"{text!r} could be several records: give more of the id")
+        record = self.store.record(found[0])
+        assert record is not None
+        kinds = tuple(kinds)
+        if kinds and record.kind not in kinds:
+            raise CommandError(f"{text!r} is a {record.kind}, not a {' or '.join(kinds)}")
+        return record
+
+    async def _publish_about(self, fields: dict[str, Any], target: Record) -> dict[str, Any]:
+        """Publish a record about `target` where `target` travels: its community, or
+        with a community-less reference, every community this member follows."""
+        if target.community is not None:
+            fields["community"] = target.community
+            record, reached = await self._publish(fields, target.community)
+        else:
+            record = await self.node.post(fields)
+            if self.temporary:
+                await self.node.flush()
+            reached = len(set().union(*map(self.node.community_peers, self.node.following)))
+        return {"id": record.id.hex(), "target": target.id.hex(), "members_online": reached}
+
+    def _own(self, record: Record, what: str) -> None:
+        if record.author != self.store.identity.public_key:
+            raise CommandError(f"only the author of a {record.kind} can {what} it")
 
     # Communities ----------------------------------------------------------------------
 
@@ -245,8 +292,17 @@ class Commands:
         if reason:
             fields["reason"] = reason
         record, reached = await self._publish(fields, target.id)
+        key_epoch = None
+        if not unban and target.visibility == "private" and await self.node.follow(target.id):
+            # The remaining members move to a new key the banned member cannot open.
+            updates = await self.node.rekey(target.id)
+            key_epoch = updates[0].fields["epoch"]
+            if self.temporary:
+                for peer_id in sorted(self.node.community_peers(target.id)):
+                    await self.node.sync_logged(peer_id, target.id, COMMAND_SYNC_TIMEOUT)
         return {
             "id": record.id.hex(),
+            "key_epoch": key_epoch,
             "action": fields["action"],
             "member": subject.hex(),
             "community_name": target.name,
@@ -257,6 +313,84 @@ class Commands:
         target = self.resolve(community)
         record, reached = await self._publish({"kind": "leave", "community": target.id}, target.id)
         return {"id": record.id.hex(), "community_name": target.name, "members_online": reached}
+
+    async def community_invites(
+        self, community: str, withdraw: str | None = None
+    ) -> dict[str, Any]:
+        """A community's invites with their uses; the issuer of one can withdraw it, and
+        members' nodes then refuse joins with its code."""
+        target = self.resolve(community)
+        if withdraw:
+            invite = self.record(withdraw, kinds=("invite",))
+            self._own(invite, "withdraw")
+            if invite.community != target.id:
+                raise CommandError("that invite is for another community")
+            await self._publish(
+                {"kind": "delete", "community": target.id, "target": invite.id}, target.id
+            )
+        now = now_ms()
+        return {
+            "community": target.id.hex(),
+            "name": target.name,
+            "invites": [
+                {
+                    "id": i.id.hex(),
+                    "issuer": i.issuer.hex(),
+                    "issuer_name": i.issuer_name,
+                    "created_at": i.created_at,
+                    "expires_at": i.expires_at,
+                    "uses": i.uses,
+                    "max_uses": i.max_uses,
+                    "state": "withdrawn"
+                    if i.withdrawn
+                    else "expired"
+                    if now >= i.expires_at
+                    else "used up"
+                    if i.max_uses is not None and i.uses >= i.max_uses
+                    else "open",
+                }
+                for i in self.store.invites(target.id)
+            ],
+        }
+
+    async def community_log(self, community: str) -> dict[str, Any]:
+        """The moderation log: every removal, ban and unban in effect, newest first."""
+        target = self.resolve(community)
+        names = self.store.names()
+        return {
+            "community": target.id.hex(),
+            "name": target.name,
+            "entries": [
+                {
+                    "id": e.id.hex(),
+                    "moderator": e.moderator.hex(),
+                    "moderator_name": e.moderator_name,
+                    "action": e.action,
+                    "target": e.target.hex(),
+                    "target_name": names.get(e.target, ""),
+                    "reason": e.reason,
+                    "created_at": e.created_at,
+                }
+                for e in self.store.moderation_log(target.id)
+            ],
+        }
+
+    async def community_remove(self, record: str, reason: str = "") -> dict[str, Any]:
+        """A moderator removes a record (a post, a reaction, a referral...) from a
+        community; every member's node hides it."""
+        target = self.record(record)
+        if target.community is None:
+            raise CommandError("only records in a community can be removed by a moderator")
+        community = self.store.community(target.community)
+        roles = community.roles if community else ()
+        if not roles:
+            raise CommandError("only owners and moderators of the community can remove records")
+        fields: dict[str, Any] = {"kind": "moderation", "action": "remove", "target": target.id}
+        if reason:
+            fields["reason"] = reason
+        result = await self._publish_about(fields, target)
+        result["community_name"] = community.name if community else ""
+        return result
 
     async def community_list(self) -> list[dict[str, Any]]:
         unread = self.store.unread_counts()
@@ -462,6 +596,36 @@ class Commands:
             "members_online": reached,
         }
 
+    async def react(self, post: str, emoji: str, undo: bool = False) -> dict[str, Any]:
+        """React to a post with an emoji, or withdraw this member's reaction."""
+        target = self.record(post, kinds=("post",))
+        if undo:
+            mine = self.store.own_record(
+                target.community or b"", "reaction", target=target.id, emoji=emoji
+            )
+            if mine is None:
+                raise CommandError(f"you have not reacted {emoji} to that post")
+            return await self._publish_about({"kind": "delete", "target": mine.id}, target)
+        return await self._publish_about(
+            {"kind": "reaction", "target": target.id, "emoji": emoji}, target
+        )
+
+    async def edit(self, post: str, text: str, skills: list[str] | None = None) -> dict[str, Any]:
+        """Replace the text (and tags) of this member's own post."""
+        target = self.record(post, kinds=("post",))
+        self._own(target, "edit")
+        fields: dict[str, Any] = {"kind": "edit", "target": target.id, "text": text}
+        tags = skills if skills is not None else target.fields.get("tags")
+        if tags:
+            fields["tags"] = list(tags)
+        return await self._publish_about(fields, target)
+
+    async def delete(self, record: str) -> dict[str, Any]:
+        """Retract this member's own post, reaction, invite or referral."""
+        target = self.record(record, kinds=("post", "reaction", "invite", "referral"))
+        self._own(target, "delete")
+        return await self._publish_about({"kind": "delete", "target": target.id}, target)
+
     async def feed(self, community: str, limit: int = 20) -> dict[str, Any]:
         target = self.resolve(community, member=False)
         if not 1 <= limit <= 1000:
@@ -563,6 +727,39 @@ class Commands:
             "skill": skill,
             "community_name": target.name,
             "members_online": reached,
+        }
+
+    async def revoke(self, reference: str) -> dict[str, Any]:
+        """Withdraw a reference this member wrote: it stops counting for trust and shows
+        as revoked wherever it is seen."""
+        target = self.record(reference, kinds=("reference",))
+        self._own(target, "revoke")
+        return await self._publish_about({"kind": "reference_revoke", "target": target.id}, target)
+
+    async def hide(self, reference: str) -> dict[str, Any]:
+        """The subject of a reference hides it from their profile (it stays signed and
+        verifiable, and its author can still revoke it)."""
+        target = self.record(reference, kinds=("reference",))
+        if target.fields["subject"] != self.store.identity.public_key:
+            raise CommandError("only the member a reference is about can hide it")
+        return await self._publish_about({"kind": "reference_hide", "target": target.id}, target)
+
+    async def mute(
+        self, member: str | None = None, block: bool = False, undo: bool = False
+    ) -> dict[str, Any]:
+        """Mute (hide their posts from your feeds) or block (also ignore their references
+        and messages) a member, for yourself alone; with no member, list them."""
+        if member is not None:
+            subject = self.member(member)
+            if subject == self.store.identity.public_key:
+                raise CommandError("you cannot mute or block yourself")
+            self.store.silence(subject, None if undo else "block" if block else "mute")
+        names = self.store.names()
+        return {
+            "silenced": [
+                {"member": m.hex(), "name": names.get(m, ""), "level": level}
+                for m, level in sorted(self.store.silenced().items())
+            ]
         }
 
     async def references(self, member: str) -> dict[str, Any]:

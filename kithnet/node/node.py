@@ -22,6 +22,7 @@ import msgpack
 import trio
 
 from kithnet.core.envelope import Record
+from kithnet.crypto import secretbox
 from kithnet.crypto.community import handle as community_handle
 from kithnet.crypto.community import open_gossip, seal_gossip
 from kithnet.crypto.errors import CryptoError
@@ -57,6 +58,7 @@ SUBSCRIPTION_WAIT = 3.0  # how long a new peer has to tell us its communities
 SYNC_TIMEOUT = 300.0  # a whole catch-up, either side
 READ_IDLE = 30.0  # a sync peer silent this long is given up on
 MAX_SYNCS_PER_PEER = 4  # sync streams one peer may have open with us at once
+KEYS_PER_UPDATE = 400  # sealed keys in one key_update record (the kind's limit)
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,9 @@ class Node:
             # kept, bounded and hidden, but not passed on; sync brings it if it is real.
             self.dropped["waiting"] += 1
             return "ignore"
+        for _, record in batch.records:
+            if record.kind == "key_update" and record.community in self._keys:
+                self._check_key_soon(record.community)
         self._arrival.set()
         self._arrival = trio.Event()
         return "accept"
@@ -181,26 +186,90 @@ class Node:
             key = self.store.community_key(community)
             if key is None:
                 return False
-            wire = community_handle(key)
-            self._keys[community] = key
-            self._by_handle[wire] = community
-            topic = private_topic(wire)
-            self._topic_keys[topic] = key
-
-            def validate(data: bytes) -> Verdict:
-                try:
-                    plain = open_gossip(key, data)
-                except CryptoError:
-                    self.dropped["undecryptable"] += 1
-                    return "reject"
-                return self._validate(plain)
-
             self.following.add(community)
-            await self.peer.subscribe(topic, validate, self._on_message)
+            await self._use_key(community, key)
             return True
         self.following.add(community)
         await self.peer.subscribe(community_topic(community), self._validate, self._on_message)
         return True
+
+    async def _use_key(self, community: bytes, key: bytes) -> None:
+        """Send a private community's records under `key` from now on, on the topic its
+        handle names. Topics of earlier keys stay subscribed, so records from members who
+        have not moved yet still arrive; each is opened with its own key."""
+        wire = community_handle(key)
+        self._keys[community] = key
+        self._by_handle[wire] = community
+        topic = private_topic(wire)
+        if topic in self._topic_keys:
+            return
+        self._topic_keys[topic] = key
+
+        def validate(data: bytes) -> Verdict:
+            try:
+                plain = open_gossip(key, data)
+            except CryptoError:
+                self.dropped["undecryptable"] += 1
+                return "reject"
+            return self._validate(plain)
+
+        await self.peer.subscribe(topic, validate, self._on_message)
+
+    async def check_key(self, community: bytes) -> bool:
+        """Move to a private community's newer key if one sealed to this member has
+        arrived (after a ban, say); True if it moved."""
+        if community not in self._keys:
+            return False
+        key = self.store.community_key(community)
+        if key is None or key == self._keys[community]:
+            return False
+        log.info("community %s moved to a new key", community.hex()[:12])
+        await self._use_key(community, key)
+        return True
+
+    def _check_key_soon(self, community: bytes) -> None:
+        async def check() -> None:
+            try:
+                await self.check_key(community)
+            except (StoreError, P2PError) as exc:
+                log.warning("could not move to the community's new key: %s", exc)
+
+        self.peer.start_soon(check)
+
+    async def rekey(self, community: bytes) -> list[Record]:
+        """Give a private community a new content key, sealed to each remaining member
+        (after a ban): the `key_update` records travel under the old key, then this node
+        sends under the new one. A banned member cannot open the new key."""
+        if community not in self._keys:
+            raise ValueError("not a private community whose key this member holds")
+        me = self.store.identity.public_key
+        members = sorted(
+            {
+                m.member
+                for m in self.store.members(community)
+                if not m.banned and (m.roles or self.store.is_member(community, m.member))
+            }
+            | {me}
+        )
+        epoch = self.store.community_key_epoch(community) + 1
+        key = secretbox.new_key()
+        sealed = [{"member": m, "box": seal(m, key)} for m in members]
+        records = []
+        for start in range(0, len(sealed), KEYS_PER_UPDATE):
+            records.append(
+                await self.post(
+                    {
+                        "kind": "key_update",
+                        "community": community,
+                        "epoch": epoch,
+                        "keys": sealed[start : start + KEYS_PER_UPDATE],
+                    }
+                )
+            )
+        self.store.set_community_key(community, epoch, key)
+        await self.flush()
+        await self._use_key(community, key)
+        return records
 
     def topic_of(self, community: bytes) -> str | None:
         """A community's gossip topic: from its id if public, from its key if private
@@ -229,6 +298,24 @@ class Node:
         if wire in self.following and wire not in self._keys:
             return wire
         return None
+
+    def _serves_to(self, asker: str, wire: bytes) -> bytes | None:
+        """The community a sync request names, if this node serves it to `asker`: a
+        private one never to a member banned from it, and under a key older than the
+        newest only to its members (a banned member knows the old handle)."""
+        community = self._resolve(wire)
+        if community is None or community not in self._keys:
+            return community
+        banned = {
+            self.store.peer_id_of(m.member) for m in self.store.members(community) if m.banned
+        }
+        current = wire == community_handle(self._keys[community])
+        if asker in banned or (
+            not current and asker not in self.store.member_peer_ids([community])
+        ):
+            self.dropped["not_a_member"] += 1
+            return None
+        return community
 
     async def post(self, fields: Mapping[str, Any]) -> Record:
         """Store a record as this member (durable when this returns), then queue it for
@@ -626,6 +713,7 @@ class Node:
         if client.received:
             self._arrival.set()
             self._arrival = trio.Event()
+            await self.check_key(community)
         return client
 
     async def sync_logged(
@@ -686,7 +774,7 @@ class Node:
                 await stream.reset()
             return
         self._serving[asker] += 1
-        server = SyncServer(self.store, serves=self._resolve)
+        server = SyncServer(self.store, serves=lambda wire: self._serves_to(asker, wire))
         reader = FrameReader()
         try:
             with trio.fail_after(SYNC_TIMEOUT):
@@ -721,6 +809,8 @@ class Node:
             if server.received:
                 self._arrival.set()
                 self._arrival = trio.Event()
+                if server.community in self._keys:
+                    self._check_key_soon(server.community)
             with contextlib.suppress(Exception):
                 await stream.close()
 
