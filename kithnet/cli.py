@@ -490,7 +490,11 @@ def _cmd_references(args: argparse.Namespace) -> int:
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
-    result = _node_command(args, "trust", {"member": args.member, "skill": args.skill})
+    result = _node_command(
+        args,
+        "trust",
+        {"member": args.member, "skill": args.skill, "add": args.add, "remove": args.remove},
+    )
     if args.json:
         _print(result, True)
         return 0
@@ -931,6 +935,11 @@ def build_parser() -> argparse.ArgumentParser:
     trust = commands.add_parser("trust", help="how much you trust a member, and why")
     trust.add_argument("member", help="their name, public key or peer id")
     trust.add_argument("--skill", help="also: how they rank for this skill, and why")
+    seed = trust.add_mutually_exclusive_group()
+    seed.add_argument(
+        "--add", action="store_true", help="trust them yourself, as if you had vouched for them"
+    )
+    seed.add_argument("--remove", action="store_true", help="undo --add")
     _store_options(trust)
     trust.set_defaults(handler=_cmd_trust)
 

@@ -252,4 +252,13 @@ def test_a_muted_member_disappears_from_my_feed_and_a_blocked_one_from_my_trust(
                 with pytest.raises(CommandError, match="yourself"):
                     await ann_commands.mute("Ann")
 
+                # Trusting Bob directly makes him a seed, without a reference.
+                await ann_commands.mute("Cal", block=True)
+                assert (await ann_commands.trust("Bob"))["trust"] == 0
+                marked = await ann_commands.trust("Bob", add=True)
+                assert (marked["trust"], marked["path"]) == (1.0, ["Bob"])
+                ranked = await ann_commands.trust("Cal", skill="plumbing")
+                assert ranked["trust"] == 0  # blocked: no trust flows to or from Cal
+                assert (await ann_commands.trust("Bob", remove=True))["trust"] == 0
+
     run(scenario)

@@ -23,18 +23,56 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 DECAY = 0.5  # the share of received trust a member passes on
 MAX_DEPTH = 3  # hops from a seed
 
 
-@dataclass(frozen=True, slots=True)
-class Vouch:
-    """A reference in effect: `author` vouches for `subject`'s `skill`."""
+# (author, subject, skill): what trust and ranking need of a reference. A Vouch, or a
+# plain tuple as a store reads it (100,000 of them for one question).
+Edge = tuple[bytes, bytes, str]
+
+
+class Vouch(NamedTuple):
+    """A reference in effect: `author` vouches for `subject`'s `skill` (a named tuple:
+    a store builds 100,000 of them for one question)."""
 
     author: bytes
     subject: bytes
     skill: str
+
+
+class Graph:
+    """References indexed for trust (whom each author vouched for) and, per skill on
+    first use, for ranking (who vouched for each subject). Built once, used for many
+    questions until the references change."""
+
+    __slots__ = ("_skills", "references", "vouched_for")
+
+    def __init__(self, references: Iterable[Edge]) -> None:
+        self.references = list(references)
+        out: defaultdict[bytes, set[bytes]] = defaultdict(set)
+        for author, subject, _skill in self.references:
+            if author != subject:
+                out[author].add(subject)
+        self.vouched_for: dict[bytes, set[bytes]] = dict(out)
+        self._skills: dict[str, dict[bytes, set[bytes]]] = {}
+
+    @classmethod
+    def of(cls, references: Iterable[Edge] | Graph) -> Graph:
+        return references if isinstance(references, Graph) else cls(references)
+
+    def vouchers(self, skill: str) -> dict[bytes, set[bytes]]:
+        """subject -> the authors of their references for `skill`."""
+        found = self._skills.get(skill)
+        if found is None:
+            index: defaultdict[bytes, set[bytes]] = defaultdict(set)
+            for author, subject, about in self.references:
+                if about == skill and author != subject:
+                    index[subject].add(author)
+            found = self._skills[skill] = dict(index)
+        return found
 
 
 @dataclass(slots=True)
@@ -49,16 +87,13 @@ class Trusted:
 
 def propagate(
     seeds: Iterable[bytes],
-    vouches: Iterable[Vouch],
+    vouches: Iterable[Edge] | Graph,
     *,
     decay: float = DECAY,
     max_depth: int = MAX_DEPTH,
 ) -> dict[bytes, Trusted]:
     """The asker's trust in every member it reaches, seeds included."""
-    edges: dict[bytes, set[bytes]] = defaultdict(set)
-    for vouch in vouches:
-        if vouch.author != vouch.subject:
-            edges[vouch.author].add(vouch.subject)
+    edges = Graph.of(vouches).vouched_for
     trusted: dict[bytes, Trusted] = {}
     frontier: dict[bytes, float] = {}
     for seed in seeds:
@@ -106,7 +141,7 @@ class Provider:
 
 def rank_providers(
     skill: str,
-    references: Iterable[Reference],
+    references: Iterable[Edge] | Graph,
     trust: Mapping[bytes, Trusted],
     *,
     offering: Iterable[bytes] = (),
@@ -114,10 +149,7 @@ def rank_providers(
 ) -> list[Provider]:
     """Providers of `skill` (members with references for it, and those offering it),
     by score, then by number of references, then by id (a stable order)."""
-    authors: dict[bytes, set[bytes]] = defaultdict(set)
-    for reference in references:
-        if reference.skill == skill and reference.author != reference.subject:
-            authors[reference.subject].add(reference.author)
+    authors = dict(Graph.of(references).vouchers(skill))
     for member in offering:
         authors.setdefault(member, set())
     providers = []

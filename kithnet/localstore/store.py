@@ -23,6 +23,7 @@ import sqlcipher3
 from kithnet.core.authority import Verdict
 from kithnet.core.envelope import Record, decode, decode_stored, sign_record
 from kithnet.core.errors import RecordError
+from kithnet.core.trust import Edge
 from kithnet.core.validation import validate
 from kithnet.crypto.errors import CryptoError
 from kithnet.crypto.identity import Identity
@@ -80,6 +81,22 @@ class Outcome:
     record_id: bytes | None
     reason: str = ""
     message: str = ""
+
+
+# Kinds whose arrival may change the references in effect: a reference, its revocation,
+# and what decides whether a pending one is allowed (membership, roles, moderation).
+_GRAPH_KINDS = frozenset(
+    {
+        "reference",
+        "reference_revoke",
+        "join",
+        "leave",
+        "moderation",
+        "role_grant",
+        "role_revoke",
+        "community",
+    }
+)
 
 
 def _schema_files() -> list[tuple[int, str]]:
@@ -237,6 +254,9 @@ class Store:
         self._judge = Judge(db, self.identity.public_key, MAX_PENDING)
         self._peer_ids: dict[bytes, str] = {}  # member key -> libp2p peer id, computed once
         self._key_scan: dict[bytes, int] = {}  # community -> key_update seq looked at
+        # Changes whenever the references in effect may have changed (see vouches()).
+        self.graph_generation = 0
+        self._vouches: tuple[int, list[Edge]] | None = None
 
     # Opening and closing -------------------------------------------------------------
 
@@ -438,6 +458,8 @@ class Store:
                     for _, r in new
                 ],
             )
+            if any(record.kind in _GRAPH_KINDS for _, record in new):
+                self.graph_generation += 1
             decided = self._judge.decided
             for index, record in new:
                 if record.id in self._judge.dropped:
@@ -872,25 +894,30 @@ class Store:
 
     # References and trust ---------------------------------------------------------------
 
-    def vouches(self) -> list[tuple[bytes, bytes, str]]:
-        """(author, subject, skill) of every reference in effect and not revoked: the
-        graph trust flows along."""
-        rows = self.db.execute(
-            "SELECT r.author, r.subject, r.skill FROM refs AS r WHERE NOT EXISTS"
-            " (SELECT 1 FROM records AS x WHERE x.target = r.id"
-            "  AND x.kind = 'reference_revoke' AND x.status = 'allowed')"
-            " AND r.author NOT IN (SELECT member FROM silenced WHERE level = 'block')"
+    def vouches(self) -> list[Edge]:
+        """Every reference in effect, not revoked and not by a member this member
+        blocked: the graph trust flows along. Kept until a batch brings records that may
+        change it (`graph_generation`); callers must not change the list."""
+        if self._vouches is not None and self._vouches[0] == self.graph_generation:
+            return self._vouches[1]
+        rows: list[Edge] = self.db.execute(
+            "SELECT r.author, r.subject, r.skill FROM refs AS r INDEXED BY refs_graph"
+            " WHERE r.id NOT IN (SELECT target FROM records INDEXED BY records_revokes"
+            "  WHERE kind = 'reference_revoke' AND status = 'allowed')"
+            " AND r.author NOT IN (SELECT member FROM marks WHERE mark = 'block')"
         ).fetchall()
-        return [(row[0], row[1], row[2]) for row in rows]
+        self._vouches = (self.graph_generation, rows)
+        return rows  # (author, subject, skill) tuples
 
     def offering(self, skill: str) -> set[bytes]:
         """Members with a visible offer tagged `skill`, or who list it in their profile's
         skills or services."""
         rows = self.db.execute(
-            "SELECT author FROM posts WHERE type = 'offer' AND deleted = 0 AND removed = 0"
+            "SELECT author FROM posts INDEXED BY posts_offers"
+            " WHERE type = 'offer' AND deleted = 0 AND removed = 0"
             " AND (' ' || tags || ' ') LIKE ?"
             " UNION SELECT member FROM profiles WHERE (' ' || skills || ' ' || services || ' ')"
-            " LIKE ? EXCEPT SELECT member FROM silenced WHERE level = 'block'",
+            " LIKE ? EXCEPT SELECT member FROM marks WHERE mark = 'block'",
             (f"% {skill} %", f"% {skill} %"),
         ).fetchall()
         return {row[0] for row in rows}
@@ -932,9 +959,22 @@ class Store:
             for row in rows
         ]
 
-    def names(self) -> dict[bytes, str]:
-        """Every known member's profile name."""
-        return dict(self.db.execute("SELECT member, name FROM profiles").fetchall())
+    def names(self, members: Iterable[bytes] | None = None) -> dict[bytes, str]:
+        """Every known member's profile name, or those of `members`."""
+        if members is None:
+            return dict(self.db.execute("SELECT member, name FROM profiles").fetchall())
+        wanted = list(set(members))
+        found: dict[bytes, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(
+                self.db.execute(
+                    f"SELECT member, name FROM profiles WHERE member IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+            )
+        return found
 
     def find_members(self, text: str) -> list[bytes]:
         """Members whose key (64 hex digits), libp2p peer id or profile name is `text`
@@ -1053,23 +1093,24 @@ class Store:
     def invites(self, community: bytes) -> list[views.Invite]:
         return views.invites(self.db, community)
 
-    # Mute and block: this member's own choice, applied to what they see ---------------
+    # Trust, mute and block: this member's own marks on others, for themselves alone ---------------
 
-    def silence(self, member: bytes, level: str | None) -> None:
-        """Mute or block `member` for this member alone (`level` None lifts it)."""
-        if level not in (None, "mute", "block"):
-            raise ValueError(f"unknown level {level!r}")
+    def mark(self, member: bytes, mark: str | None) -> None:
+        """Trust, mute or block `member` for this member alone (None lifts the mark)."""
+        if mark not in (None, "trust", "mute", "block"):
+            raise ValueError(f"unknown mark {mark!r}")
+        self.graph_generation += 1
         with self._transaction():
-            if level is None:
-                self.db.execute("DELETE FROM silenced WHERE member = ?", (member,))
+            if mark is None:
+                self.db.execute("DELETE FROM marks WHERE member = ?", (member,))
             else:
                 self.db.execute(
-                    "INSERT INTO silenced VALUES (?, ?, ?) ON CONFLICT (member)"
-                    " DO UPDATE SET level = excluded.level, since = excluded.since",
-                    (member, level, now_ms()),
+                    "INSERT INTO marks VALUES (?, ?, ?) ON CONFLICT (member)"
+                    " DO UPDATE SET mark = excluded.mark, since = excluded.since",
+                    (member, mark, now_ms()),
                 )
 
-    def silenced(self) -> dict[bytes, str]:
-        """Muted and blocked members: member key -> 'mute' or 'block'."""
-        rows = self.db.execute("SELECT member, level FROM silenced").fetchall()
-        return {bytes(m): level for m, level in rows}
+    def marks(self) -> dict[bytes, str]:
+        """This member's marks: member key -> 'trust', 'mute' or 'block'."""
+        rows = self.db.execute("SELECT member, mark FROM marks").fetchall()
+        return {bytes(m): mark for m, mark in rows}

@@ -123,7 +123,7 @@ class Invite:
 
 
 # Posts by members this member muted or blocked stay stored but out of sight.
-_NOT_SILENCED = " AND p.author NOT IN (SELECT member FROM silenced)"
+_NOT_SILENCED = " AND p.author NOT IN (SELECT member FROM marks WHERE mark != 'trust')"
 
 _POST_COLUMNS = (
     "p.id, p.community, p.author, coalesce(pr.name, ''), p.type, p.text, p.tags, p.area,"
@@ -143,7 +143,8 @@ def _reactions(db: Any, post_id: bytes, community: bytes) -> dict[str, int]:
     """Reactions from the post's own community (a stranger's elsewhere do not count)."""
     rows = db.execute(
         "SELECT emoji, count(*) FROM reactions AS x WHERE target = ? AND community = ?"
-        " AND deleted = 0 AND author NOT IN (SELECT member FROM silenced)"
+        " AND deleted = 0 AND author NOT IN"
+        " (SELECT member FROM marks WHERE mark != 'trust')"
         " AND NOT EXISTS (SELECT 1 FROM removed WHERE community = x.community"
         " AND record_id = x.id)"
         " GROUP BY emoji ORDER BY count(*) DESC, emoji",

@@ -21,6 +21,7 @@ from kithnet.crypto.invite import decode as decode_invite
 from kithnet.crypto.sealed import seal
 from kithnet.localstore import views
 from kithnet.localstore.store import now_ms
+from kithnet.node.answers import my_trust, rank_answers
 from kithnet.node.node import Node
 from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError
@@ -673,13 +674,8 @@ class Commands:
 
     def _my_trust(
         self,
-    ) -> tuple[list[trust_model.Vouch], list[bytes], dict[bytes, trust_model.Trusted]]:
-        """The references in effect, this member's seeds (whom they vouched for) and the
-        trust that flows from them."""
-        me = self.store.identity.public_key
-        vouches = [trust_model.Vouch(a, s, k) for a, s, k in self.store.vouches()]
-        seeds = sorted({v.subject for v in vouches if v.author == me})
-        return vouches, seeds, trust_model.propagate(seeds, vouches)
+    ) -> tuple[trust_model.Graph, list[bytes], dict[bytes, trust_model.Trusted]]:
+        return my_trust(self.store)
 
     def member(self, text: str) -> bytes:
         """A member named by their name, public key (hex) or peer id."""
@@ -750,17 +746,27 @@ class Commands:
         """Mute (hide their posts from your feeds) or block (also ignore their references
         and messages) a member, for yourself alone; with no member, list them."""
         if member is not None:
-            subject = self.member(member)
-            if subject == self.store.identity.public_key:
-                raise CommandError("you cannot mute or block yourself")
-            self.store.silence(subject, None if undo else "block" if block else "mute")
+            subject = self._someone_else(member, "mute or block")
+            marks = self.store.marks()
+            if undo:
+                if marks.get(subject) in ("mute", "block"):
+                    self.store.mark(subject, None)
+            else:
+                self.store.mark(subject, "block" if block else "mute")
         names = self.store.names()
         return {
             "silenced": [
-                {"member": m.hex(), "name": names.get(m, ""), "level": level}
-                for m, level in sorted(self.store.silenced().items())
+                {"member": m.hex(), "name": names.get(m, ""), "level": mark}
+                for m, mark in sorted(self.store.marks().items())
+                if mark != "trust"
             ]
         }
+
+    def _someone_else(self, member: str, what: str) -> bytes:
+        subject = self.member(member)
+        if subject == self.store.identity.public_key:
+            raise CommandError(f"you cannot {what} yourself")
+        return subject
 
     async def references(self, member: str) -> dict[str, Any]:
         subject = self.member(member)
@@ -787,9 +793,19 @@ class Commands:
             ],
         }
 
-    async def trust(self, member: str, skill: str | None = None) -> dict[str, Any]:
+    async def trust(
+        self, member: str, skill: str | None = None, add: bool = False, remove: bool = False
+    ) -> dict[str, Any]:
         """How much this member trusts `member`, from their own references outward, and
-        (with a skill) how `member` ranks for it and why."""
+        (with a skill) how `member` ranks for it and why; `add` makes `member` one of the
+        seeds of their trust without a reference, `remove` undoes that."""
+        if add or remove:
+            subject = self._someone_else(member, "mark as trusted")
+            current = self.store.marks().get(subject)
+            if add:
+                self.store.mark(subject, "trust")
+            elif current == "trust":
+                self.store.mark(subject, None)
         subject = self.member(member)
         me = self.store.identity.public_key
         vouches, seeds, trust = self._my_trust()
@@ -847,68 +863,13 @@ class Commands:
         }
         record, reached = await self._publish(fields, target.id)
 
-        me = self.store.identity.public_key
-        vouches, seeds, trust = self._my_trust()
-        names = self.store.names()
-        totals: dict[bytes, dict[str, Any]] = {}
-        for skill in skills:
-            ranked = trust_model.rank_providers(
-                skill, vouches, trust, offering=self.store.offering(skill), asker=me
-            )
-            for provider in ranked:
-                entry = totals.setdefault(
-                    provider.member,
-                    {
-                        "member": provider.member.hex(),
-                        "name": names.get(provider.member, ""),
-                        "score": 0.0,
-                        "references": 0,
-                        "reasons": [],
-                    },
-                )
-                entry["score"] += provider.score
-                entry["references"] += provider.references
-                why = trust_model.explain(provider, trust, names, vouched=seeds)
-                entry["reasons"].append(f"{skill}: {why}")
-        providers = sorted(
-            totals.values(), key=lambda e: (-e["score"], -e["references"], e["member"])
-        )
-        for entry in providers:
-            entry["score"] = round(entry["score"], 4)
-        communities: list[dict[str, Any]] = []
-        for c in joined:
-            tags = matching(c.tags)
-            if tags:
-                communities.append(
-                    {
-                        "id": c.id.hex(),
-                        "name": c.name,
-                        "matches": len(tags),
-                        "joined": True,
-                        "reason": f"you are in it; its tags: {', '.join(tags)}",
-                    }
-                )
-        joined_ids = {c.id for c in joined}
-        for cid, name, _description, tags_all, invite in self.store.directory_entries():
-            tags = matching(tags_all)
-            if tags and cid not in joined_ids:
-                communities.append(
-                    {
-                        "id": cid.hex(),
-                        "name": name,
-                        "matches": len(tags),
-                        "joined": False,
-                        "invite": invite,
-                        "reason": f"in the directory; its tags: {', '.join(tags)}",
-                    }
-                )
-        communities.sort(key=lambda c: (-int(c["matches"]), not c["joined"], str(c["name"])))
+        providers, communities = rank_answers(self.store, skills)
         return {
             "question": record.id.hex(),
             "community_name": target.name,
             "members_online": reached,
-            "providers": providers[:20],
-            "communities": communities[:20],
+            "providers": providers,
+            "communities": communities,
         }
 
     def _question(self, question: str) -> tuple[bytes, bytes]:

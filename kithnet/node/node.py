@@ -30,6 +30,7 @@ from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
+from kithnet.node.answers import my_trust
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
 from kithnet.p2p.host import (
     INVALID_PENALTY,
@@ -58,6 +59,8 @@ SUBSCRIPTION_WAIT = 3.0  # how long a new peer has to tell us its communities
 SYNC_TIMEOUT = 300.0  # a whole catch-up, either side
 READ_IDLE = 30.0  # a sync peer silent this long is given up on
 MAX_SYNCS_PER_PEER = 4  # sync streams one peer may have open with us at once
+TRUST_WARM_DELAY = 1.0  # after records arrive, wait this long before updating trust
+TRUST_WARM_GAP = 5.0  # and update it at most this often
 KEYS_PER_UPDATE = 400  # sealed keys in one key_update record (the kind's limit)
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,23 @@ class Node:
         peer.set_stream_handler(JOIN_PROTOCOL, self._serve_join)
         peer.on_connect(self._on_connect)
         peer.start_soon(self._publisher)
+        peer.start_soon(self._keep_trust_warm)
+
+    async def _keep_trust_warm(self) -> None:
+        """Recompute this member's trust soon after references arrive, so that asking
+        finds it ready: over 100,000 references it takes a few hundred milliseconds,
+        which a question should not wait for. At most once every TRUST_WARM_GAP s."""
+        warmed = -1
+        while True:
+            await self._arrival.wait()
+            await trio.sleep(TRUST_WARM_DELAY)  # let a burst of arrivals finish
+            if self.store.graph_generation != warmed:
+                warmed = self.store.graph_generation
+                try:
+                    my_trust(self.store)
+                except StoreError as exc:
+                    log.warning("could not update trust: %s", exc)
+                await trio.sleep(TRUST_WARM_GAP)
 
     # Gossip ---------------------------------------------------------------------------
 
