@@ -29,6 +29,7 @@ from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
+from kithnet.node.directory import Directory
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
 from kithnet.p2p.host import (
     INVALID_PENALTY,
@@ -128,6 +129,8 @@ class Node:
         peer.set_stream_handler(JOIN_PROTOCOL, self._serve_join)
         peer.on_connect(self._on_connect)
         peer.start_soon(self._publisher)
+        self.directory = Directory(self)  # the public directory: its topic and protocol
+        peer.start_soon(self.directory.run)
 
     # Gossip ---------------------------------------------------------------------------
 
