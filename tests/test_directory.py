@@ -24,6 +24,7 @@ from kithnet.node.node import Node
 from kithnet.node.sync import FrameReader, SyncError, encode_frame
 from kithnet.p2p.dht import DIRECTORY_PROVIDER_ID, CommunityDht
 from kithnet.p2p.host import DIRECTORY_TOPIC, Peer
+from tests.members import Member, wait_until
 from tests.test_node import new_store, run
 
 
@@ -380,3 +381,44 @@ def test_an_owner_announces_again_when_the_invite_stops_working() -> None:
                 assert bytes.fromhex(den["id"]) not in {e.community for e in ann.directory()}
 
     run(scenario)
+
+
+def test_announcing_finding_and_joining_by_the_command_line(tmp_path: Path) -> None:
+    ann, bob, cat = (Member(tmp_path, name) for name in ("Ann", "Bob", "Cat"))
+    try:
+        ann.start()
+        ann.cli_json(
+            "community",
+            "create",
+            "Loft Insulators",
+            "--tag",
+            "insulation",
+            "--description",
+            "Sheep wool and cellulose in Hackney",
+        )
+        bob.start("--peer", f"{ann.listen}/p2p/{ann.peer_id}")
+        bob.cli_json("community", "create", "Gardeners", "--tag", "gardening")
+        announced = ann.cli_json("community", "announce", "Loft Insulators", "--uses", "10")
+        assert announced["invite"].startswith("kith1")
+
+        wait_until(
+            lambda: bob.command("directory", tag="insulation")["entries"],
+            "Bob to receive the listing",
+        )
+        shown = bob.cli("directory", "sheep", "wool")
+        assert shown.returncode == 0, shown.stderr
+        assert "Loft Insulators  [insulation]  ~1 members, announced just now" in shown.stdout
+        assert f"join: kithnet join {announced['invite']}" in shown.stdout
+        assert bob.cli_json("join", announced["invite"])["status"] == "joined"
+
+        # Cat's node is new: it knows only Bob, and asks for the directory.
+        cat.start("--peer", f"{bob.listen}/p2p/{bob.peer_id}")
+        found = cat.command("directory.refresh", tag="insulation", refresh=True)
+        assert found["refreshed"]["answered"] >= 1
+        assert [e["name"] for e in found["entries"]] == ["Loft Insulators"]
+        assert not found["entries"][0]["joined"]
+        for member in (ann, bob, cat):
+            member.stop()
+    finally:
+        for member in (ann, bob, cat):
+            member.kill()
