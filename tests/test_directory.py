@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
-from kithnet.core.directory import pack_listing
+from kithnet.core.directory import ListingError, pack_listing, unpack_listing
 from kithnet.core.envelope import Record, sign_record
 from kithnet.crypto.identity import Identity
 from kithnet.crypto.invite import decode as decode_invite
@@ -62,6 +64,18 @@ def public_community(identity: Identity, name: str, tags: list[str]) -> tuple[Re
         },
     )
     return genesis, announcement
+
+
+@given(st.binary(max_size=300) | st.lists(st.binary(max_size=40), max_size=12).map(pack_listing))
+def test_any_bytes_are_a_listing_or_a_listing_error(data: bytes) -> None:
+    try:
+        envelopes = unpack_listing(data)
+    except ListingError as exc:
+        reason = exc.reason
+    else:
+        reason = "listing"
+        assert 2 <= len(envelopes) <= 10
+    assert reason in ("bad_listing", "listing")
 
 
 def test_a_stranger_finds_an_announced_community_asks_and_joins_with_its_invite() -> None:
@@ -167,6 +181,17 @@ def test_forged_listings_are_refused_counted_and_cost_their_forwarder() -> None:
             forged = bytearray(ad.envelope)
             forged[-1] ^= 1
             honest_genesis, honest_ad = public_community(eve, "Eve's Garden", ["gardening"])
+            # A good announcement padded with a grant its author had no right to make.
+            mallory = Identity.generate()
+            padding = signed(
+                mallory,
+                {
+                    "kind": "role_grant",
+                    "community": genesis.id,
+                    "subject": mallory.public_key,
+                    "role": "owner",
+                },
+            )
             bad = [
                 listing_of(by_stranger, lofts),
                 listing_of(by_stranger, lofts, self_grant),
@@ -174,6 +199,7 @@ def test_forged_listings_are_refused_counted_and_cost_their_forwarder() -> None:
                 pack_listing([bytes(forged), genesis.envelope]),
                 b"\x93not a listing",
                 listing_of(lofts, by_stranger),  # the genesis first: not a listing
+                listing_of(ad, genesis, padding),
             ]
             async with (
                 Peer.running(bob.identity) as bob_peer,
@@ -189,15 +215,16 @@ def test_forged_listings_are_refused_counted_and_cost_their_forwarder() -> None:
                 with trio.fail_after(10):
                     while sum(bob_node.dropped.values()) < len(bad):
                         await trio.sleep(0.02)
-                assert bob_node.dropped["not_authorised"] == 3
+                assert bob_node.dropped["not_authorised"] == 4
                 assert bob_node.dropped["bad_signature"] == 1
                 assert bob_node.dropped["bad_listing"] == 2
                 # Nothing of the forgeries was kept; the honest listing was.
-                for record in (by_stranger, self_grant, hidden, hidden_ad, lofts, genesis):
+                forgeries = (by_stranger, self_grant, hidden, hidden_ad, lofts, genesis, padding)
+                for record in forgeries:
                     assert not bob.has_record(record.id)
                 assert [e.name for e in bob.directory()] == ["Eve's Garden"]
                 score = bob_peer.scores.score(eve_peer.peer_id, trio.current_time())
-                assert score <= -40
+                assert score <= -50
 
     run(scenario)
 

@@ -65,8 +65,8 @@ def check_shape(envelopes: object) -> list[bytes]:
 def check_listing(records: Sequence[Record]) -> Record:
     """Check decoded, verified and validated records as a listing and return its
     announcement: first an `announcement`, then its community's genesis, then only
-    `role_grant`s in that community; judged together, the announcement is allowed (its
-    author is an owner and the genesis says public). Raises ListingError otherwise."""
+    `role_grant`s in that community; judged together, every one is allowed (so the
+    announcer is an owner and the genesis says public). Raises ListingError otherwise."""
     if len(records) < 2 or records[0].kind != "announcement":
         raise ListingError("bad_listing", "a listing starts with an announcement")
     announcement = records[0]
@@ -80,7 +80,10 @@ def check_listing(records: Sequence[Record]) -> Record:
     if len({record.id for record in records}) != len(records):
         raise ListingError("bad_listing", "a listing repeats a record")
     _facts, decisions = fold(records)
-    decision = decisions[announcement.id]
-    if decision.verdict is not Verdict.ALLOWED:
-        raise ListingError("not_authorised", decision.reason or "the announcement is not allowed")
+    for record in records:  # a refused grant is no more welcome than a refused announcement
+        decision = decisions[record.id]
+        if decision.verdict is not Verdict.ALLOWED:
+            raise ListingError(
+                "not_authorised", f"a listing's {record.kind} is not allowed: {decision.reason}"
+            )
     return announcement
