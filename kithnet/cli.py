@@ -250,6 +250,18 @@ NODE_COMMANDS = {
     "community.roles": True,
     "community.ban": True,
     "community.leave": True,
+    "community.announce": True,
+    "directory": False,
+    "directory.refresh": True,
+    "community.invites": True,  # withdrawing one is a record for the members
+    "community.log": False,
+    "community.remove": True,
+    "react": True,
+    "edit": True,
+    "delete": True,
+    "revoke": True,
+    "hide": True,
+    "mute": False,
 }
 
 
@@ -706,6 +718,63 @@ def _cmd_mute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_community_announce(args: argparse.Namespace) -> int:
+    result = _node_command(
+        args,
+        "community.announce",
+        {"community": args.community, "uses": args.uses, "expires": args.expires},
+    )
+    if args.json:
+        _print(result, True)
+        return 0
+    print(
+        f"listed {result['name']} in the directory ({result['members']} members); "
+        f"its invite expires {_when(result['invite_expires_at'])}"
+    )
+    print(result["invite"])
+    return 0
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return "just now"
+
+
+def _cmd_directory(args: argparse.Namespace) -> int:
+    name = "directory.refresh" if args.refresh else "directory"
+    params = {"text": " ".join(args.text), "tag": args.tag or "", "refresh": args.refresh}
+    result = _node_command(args, name, params)
+    if args.json:
+        _print(result, True)
+        return 0
+    refreshed = result["refreshed"]
+    if refreshed is not None:
+        print(
+            f"asked {refreshed['asked']} nodes, {refreshed['answered']} answered, "
+            f"{refreshed['new']} new listings",
+            file=sys.stderr,
+        )
+    if not result["entries"]:
+        print(
+            f"no community in your directory matches ({result['total']} listed); "
+            "`kithnet directory --refresh` asks other nodes for theirs"
+        )
+    for entry in result["entries"]:
+        members = f"~{entry['members']} members" if entry["members"] is not None else "size unknown"
+        tags = ", ".join(entry["tags"]) or "no tags"
+        joined = "  (you are in it)" if entry["joined"] else ""
+        print(f"{entry['name']}  [{tags}]  {members}, announced {_age(entry['age_s'])}{joined}")
+        if entry["description"]:
+            print(f"  {entry['description']}")
+        if entry["invite_expired"]:
+            print("  its invite has expired: wait for the owners to announce it again")
+        else:
+            print(f"  join: kithnet join {entry['invite']}")
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -853,6 +922,16 @@ def build_parser() -> argparse.ArgumentParser:
     leave.add_argument("community", help="the community's name or id")
     _store_options(leave)
     leave.set_defaults(handler=_cmd_community_leave)
+    announce = community_commands.add_parser(
+        "announce", help="list a public community you own in the directory"
+    )
+    announce.add_argument("community", help="the community's name or id")
+    announce.add_argument("--uses", type=int, metavar="N", help="how many may join with its invite")
+    announce.add_argument(
+        "--expires", default="30d", metavar="DURATION", help="the invite's life (default 30d)"
+    )
+    _store_options(announce)
+    announce.set_defaults(handler=_cmd_community_announce)
     listing = community_commands.add_parser("list", help="the communities you are in")
     _store_options(listing)
     listing.set_defaults(handler=_cmd_community_list)
@@ -989,6 +1068,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _store_options(profile_set)
     profile_set.set_defaults(handler=_cmd_profile_set)
+
+    directory = commands.add_parser(
+        "directory", help="find public communities you are not in yet (searched locally)"
+    )
+    directory.add_argument("text", nargs="*", help="words in the name, description or tags")
+    directory.add_argument("--tag", metavar="TAG", help="only communities with this tag")
+    directory.add_argument(
+        "--refresh", action="store_true", help="first ask other nodes for their directory"
+    )
+    _store_options(directory)
+    directory.set_defaults(handler=_cmd_directory)
 
     react = commands.add_parser("react", help="react to a post with an emoji")
     react.add_argument("post", help="the post's id (or its first 8+ hex digits)")

@@ -17,6 +17,7 @@ from kithnet.node.commands import CommandError, Commands
 from kithnet.node.node import Node
 from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError, Peer
+from tests.members import Member
 from tests.test_node import new_store, run
 
 
@@ -262,3 +263,28 @@ def test_a_muted_member_disappears_from_my_feed_and_a_blocked_one_from_my_trust(
                 assert (await ann_commands.trust("Bob", remove=True))["trust"] == 0
 
     run(scenario)
+
+
+def test_the_new_commands_by_the_command_line_with_no_node_running(tmp_path: Path) -> None:
+    """As typed, each command starts a node for its own duration and answers one line
+    (or JSON); a mistake is one line on stderr and exit status 1."""
+    ann = Member(tmp_path, "Ann")
+    ann.cli_json("community", "create", "Allotments")
+    post = ann.cli_json("post", "Allotments", "Spare seedlings")["id"]
+    assert ann.cli("react", post[:10], "🌱").returncode == 0
+    assert ann.cli("edit", post[:10], "Spare tomato seedlings").stdout.startswith("edited ")
+    [shown] = ann.cli_json("feed", "Allotments")["posts"]
+    assert (shown["text"], shown["reactions"]) == ("Spare tomato seedlings", {"🌱": 1})
+    code = ann.cli_json("invite", "create", "Allotments", "--uses", "3")["code"]
+    assert code.startswith("kith1")
+    [invite] = ann.cli_json("community", "invites", "Allotments")["invites"]
+    listed = ann.cli("community", "invites", "Allotments", "--withdraw", invite["id"][:12])
+    assert "withdrawn" in listed.stdout
+    assert ann.cli("delete", post[:10]).returncode == 0
+    assert ann.cli_json("feed", "Allotments")["posts"] == []
+    assert "nothing has been moderated" in ann.cli("community", "log", "Allotments").stdout
+    assert "muted or blocked nobody" in ann.cli("mute").stdout
+    wrong = ann.cli("revoke", post[:10])
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().endswith("is a post, not a reference")
+    assert "Traceback" not in wrong.stderr

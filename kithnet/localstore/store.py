@@ -31,6 +31,7 @@ from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.kdf import KdfParams
 from kithnet.crypto.sealed import unseal
 from kithnet.localstore import views
+from kithnet.localstore.directory import DirectoryStore
 from kithnet.localstore.errors import (
     DiskFull,
     StoreDamaged,
@@ -235,7 +236,7 @@ _MEMBER_PROFILES = (
 )
 
 
-class Store:
+class Store(DirectoryStore):
     """A member's open store. Open it with `create` or `open`; close it when done."""
 
     def __init__(

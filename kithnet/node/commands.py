@@ -14,6 +14,7 @@ import trio
 
 from kithnet.core import trust as trust_model
 from kithnet.core.envelope import Record
+from kithnet.core.fields import normalise_tag
 from kithnet.crypto import secretbox
 from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.invite import MAX_ADDRESSES, InviteCode, InviteCodeError
@@ -22,6 +23,7 @@ from kithnet.crypto.sealed import seal
 from kithnet.localstore import views
 from kithnet.localstore.store import now_ms
 from kithnet.node.answers import my_trust, rank_answers
+from kithnet.node.directory import entry_view
 from kithnet.node.node import Node
 from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError
@@ -105,6 +107,9 @@ class Commands:
             "revoke": self.revoke,
             "hide": self.hide,
             "mute": self.mute,
+            "community.announce": self.community_announce,
+            "directory": self.directory,
+            "directory.refresh": self.directory,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -408,6 +413,31 @@ class Commands:
             }
             for c in self.store.communities()
         ]
+
+    async def community_announce(
+        self, community: str, uses: int | None = None, expires: str = "30d"
+    ) -> dict[str, Any]:
+        """List a public community this member owns in the directory (kithnet/node/directory.py)."""
+        return await self.node.directory.announce(self, community, uses, expires)
+
+    async def directory(
+        self, text: str = "", tag: str = "", refresh: bool = False, limit: int = 50
+    ) -> dict[str, Any]:
+        """Search the directory of public communities (after asking other nodes for
+        theirs, with `refresh`)."""
+        if not 1 <= limit <= 500:
+            raise CommandError("--limit must be between 1 and 500")
+        wanted = normalise_tag(tag) if tag else ""
+        if tag and not wanted:
+            raise CommandError(f"{tag!r} is not a tag: use letters and digits")
+        refreshed = await self.node.directory.refresh() if refresh else None
+        now = now_ms()
+        entries = self.store.directory(text, wanted, limit=limit)
+        return {
+            "refreshed": refreshed,
+            "total": self.store.directory_count(),
+            "entries": [entry_view(entry, now) for entry in entries],
+        }
 
     # Invites --------------------------------------------------------------------------
 

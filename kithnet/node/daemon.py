@@ -108,7 +108,11 @@ async def serve(
                 trio.open_nursery() as nursery,
             ):
                 log.info("control socket %s", path)
-                nursery.start_soon(dht.keep_providing, lambda: _wire_ids(node))
+                node.directory.dht = dht
+                peer.on_connect(node.directory.on_connect)
+                nursery.start_soon(
+                    dht.keep_providing, lambda: [*_wire_ids(node), *node.directory.provider_ids()]
+                )
 
                 async def stop_on_signal() -> None:
                     async for received in signals:
@@ -123,12 +127,16 @@ async def serve(
                     except P2PError as exc:
                         log.warning("%s", exc)
                 await node.dial_known()
+                if not store.directory_count():  # a new node: find a directory to start from
+                    await node.directory.refresh()
+                await node.directory.reannounce_due(commands)
                 while True:
                     await trio.sleep(resync_interval)
                     if len(peer.connected_peers()) < TARGET_PEERS:
                         await node.dial_known()
                     await _find_lost_communities(node, dht)
                     await node.sync_all()
+                    await node.directory.reannounce_due(commands)
     log.info("stopped")
 
 

@@ -31,6 +31,7 @@ from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.answers import my_trust
+from kithnet.node.directory import Directory
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
 from kithnet.p2p.host import (
     INVALID_PENALTY,
@@ -134,6 +135,8 @@ class Node:
         peer.on_connect(self._on_connect)
         peer.start_soon(self._publisher)
         peer.start_soon(self._keep_trust_warm)
+        self.directory = Directory(self)  # the public directory: its topic and protocol
+        peer.start_soon(self.directory.run)
 
     async def _keep_trust_warm(self) -> None:
         """Recompute this member's trust soon after references arrive, so that asking

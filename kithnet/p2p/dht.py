@@ -40,6 +40,9 @@ from kithnet.p2p.host import P2PError, Peer
 log = logging.getLogger(__name__)
 
 PROVIDER_KEY_DOMAIN = b"kithnet/community-provider/1\x00"
+# Nodes holding a directory announce themselves as providers of this pseudo-community;
+# a community id is 32 bytes, so its provider key never meets a community's.
+DIRECTORY_PROVIDER_ID = b"kithnet/directory/1"
 _SHA2_256_MULTIHASH = b"\x12\x20"  # code and length: keys are well-formed multihashes
 
 DEFAULT_FIND_TIMEOUT = 10.0

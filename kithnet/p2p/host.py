@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "/kithnet/community/1/"
 PRIVATE_TOPIC_PREFIX = "/kithnet/private/1/"
+DIRECTORY_TOPIC = "/kithnet/directory/1"  # every node: listings of public communities
 MESHSUB = TProtocol("/meshsub/1.1.0")
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 

@@ -1,0 +1,147 @@
+"""The public directory in the store: searching the `directory` table (each community's
+newest allowed announcement, written by the judge) and building the listings a node
+hands to others (docs/protocol.md, "The directory").
+
+Holding a listing's genesis and grants does not make a member follow a community: the
+communities a member is in come from their own membership and records, never from what
+the directory brought.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kithnet.core.directory import MAX_GRANT_CHAIN, MAX_LISTING_BYTES
+from kithnet.core.envelope import decode_stored
+
+MAX_DIRECTORY = 1000  # communities the directory holds; new ones beyond are not taken
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """One public community as its newest announcement describes it."""
+
+    community: bytes
+    record_id: bytes
+    author: bytes
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    invite: str
+    members: int | None
+    created_at: int  # when it was announced (ms since the epoch)
+    joined: bool  # this member is in it
+
+
+class DirectoryStore:
+    """Directory queries; a part of `Store`."""
+
+    db: Any
+    identity: Any
+
+    def directory_count(self) -> int:
+        row = self.db.execute("SELECT count(*) FROM directory").fetchone()
+        return int(row[0])
+
+    def in_directory(self, community: bytes) -> bool:
+        row = self.db.execute("SELECT 1 FROM directory WHERE community = ?", (community,))
+        return row.fetchone() is not None
+
+    def directory(self, text: str = "", tag: str = "", *, limit: int = 50) -> list[DirectoryEntry]:
+        """Announced communities whose name, description or tags hold every word of
+        `text` (case-insensitively) and, if given, carry `tag`; newest first."""
+        return self._entries(text, tag, None, limit)
+
+    def directory_entry(self, community: bytes) -> DirectoryEntry | None:
+        found = self._entries("", "", community, 1)
+        return found[0] if found else None
+
+    def _entries(
+        self, text: str, tag: str, community: bytes | None, limit: int
+    ) -> list[DirectoryEntry]:
+        rows = self.db.execute(
+            "SELECT d.community, d.record_id, r.author, d.name, d.description, d.tags,"
+            " d.invite, d.members, d.created_at,"
+            " EXISTS (SELECT 1 FROM members AS m WHERE m.community = d.community"
+            "  AND m.member = ?1 AND m.joined = 1)"
+            " OR EXISTS (SELECT 1 FROM roles AS o WHERE o.community = d.community"
+            "  AND o.member = ?1)"
+            " FROM directory AS d JOIN records AS r ON r.id = d.record_id"
+            " WHERE ?2 IS NULL OR d.community = ?2"
+            " ORDER BY d.created_at DESC, d.community",
+            (self.identity.public_key, community),
+        ).fetchall()
+        words = text.casefold().split()
+        found = []
+        for row in rows:
+            tags = tuple(row[5].split())
+            if tag and tag not in tags:
+                continue
+            haystack = " ".join([row[3], row[4], *tags]).casefold()
+            if not all(word in haystack for word in words):
+                continue
+            found.append(
+                DirectoryEntry(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    tags,
+                    row[6],
+                    row[7],
+                    row[8],
+                    bool(row[9]),
+                )
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+    def listing(self, community: bytes) -> list[bytes] | None:
+        """The listing of a community in the directory: its newest announcement, its
+        genesis, and the owner grants from the genesis author down to the announcer
+        (newest grant to each, dated before the one it enables). None if it is not in
+        the directory, the chain is longer than a listing carries, or it is too big."""
+        row = self.db.execute(
+            "SELECT r.envelope, r.author, r.created_at, g.envelope, g.author"
+            " FROM directory AS d JOIN records AS r ON r.id = d.record_id"
+            " JOIN records AS g ON g.id = d.community WHERE d.community = ?",
+            (community,),
+        ).fetchone()
+        if row is None:
+            return None
+        announcement, announcer, before, genesis, creator = row
+        grants: list[bytes] = []
+        current = announcer
+        while current != creator:
+            if len(grants) >= MAX_GRANT_CHAIN:
+                return None
+            found = None
+            for (envelope,) in self.db.execute(
+                "SELECT envelope FROM records WHERE community = ? AND kind = 'role_grant'"
+                " AND status = 'allowed' AND created_at <= ? ORDER BY created_at DESC, id DESC",
+                (community, before),
+            ):
+                record = decode_stored(envelope)
+                if record.fields["subject"] == current and record.fields["role"] == "owner":
+                    found = record
+                    break
+            if found is None:
+                return None
+            grants.append(found.envelope)
+            current, before = found.author, found.created_at
+        envelopes = [announcement, genesis, *reversed(grants)]
+        if sum(len(e) for e in envelopes) > MAX_LISTING_BYTES:
+            return None
+        return envelopes
+
+    def listings(self, *, limit: int = 500) -> list[list[bytes]]:
+        """The listings of the newest `limit` communities in the directory."""
+        rows = self.db.execute(
+            "SELECT community FROM directory ORDER BY created_at DESC, community LIMIT ?",
+            (limit,),
+        ).fetchall()
+        found = [self.listing(row[0]) for row in rows]
+        return [listing for listing in found if listing is not None]
