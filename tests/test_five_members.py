@@ -72,13 +72,26 @@ def test_asking_hackney_neighbours_finds_a_trusted_installer(five: dict[str, Mem
             "--community", INSTALLERS,
         )  # fmt: skip
 
-    # Ann asks her neighbours. Her node knows no installer yet.
+    # Cat lists the community in the public directory; it reaches Ann through Bob.
+    cat.cli_json("community", "announce", INSTALLERS)
+
+    def listed() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = ann.cli_json("directory", "--tag", "insulation")["entries"]
+        return found
+
+    [entry] = wait_until(listed, "Ann's directory to list the installers")
+    assert (entry["name"], entry["joined"]) == (INSTALLERS, False)
+
+    # Ann asks her neighbours. Her node knows no installer yet, only the listing.
     asked = ann.cli_json(
         "ask", "Does anybody know someone who can insulate my loft and fit solar panels?",
         "--skill", "insulation", "--skill", "solar", "--community", "Hackney Neighbours",
     )  # fmt: skip
     assert asked["community_name"] == "Hackney Neighbours"
     assert asked["providers"] == []
+    [listing] = asked["communities"]
+    assert (listing["name"], listing["joined"]) == (INSTALLERS, False)
+    assert listing["reason"] == "in the directory; its tags: insulation, solar"
     question = asked["question"]
 
     # Bob sees the question and refers it to the installers' community.
