@@ -30,6 +30,7 @@ from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.kdf import KdfParams
 from kithnet.crypto.sealed import unseal
 from kithnet.localstore import views
+from kithnet.localstore.blobs import BlobStore
 from kithnet.localstore.errors import (
     DiskFull,
     StoreDamaged,
@@ -218,7 +219,7 @@ _MEMBER_PROFILES = (
 )
 
 
-class Store:
+class Store(BlobStore):
     """A member's open store. Open it with `create` or `open`; close it when done."""
 
     def __init__(
@@ -437,6 +438,7 @@ class Store:
                     for _, r in new
                 ],
             )
+            self._index_attachments(r for _, r in new)
             decided = self._judge.decided
             for index, record in new:
                 if record.id in self._judge.dropped:

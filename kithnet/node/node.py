@@ -29,6 +29,7 @@ from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
+from kithnet.node.blobs import BlobService
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
 from kithnet.p2p.host import (
     INVALID_PENALTY,
@@ -128,6 +129,7 @@ class Node:
         peer.set_stream_handler(JOIN_PROTOCOL, self._serve_join)
         peer.on_connect(self._on_connect)
         peer.start_soon(self._publisher)
+        self.blobs = BlobService(self)  # pictures and files that posts name
 
     # Gossip ---------------------------------------------------------------------------
 
@@ -324,6 +326,10 @@ class Node:
         with trio.fail_after(timeout):
             while not self.store.has_record(record_id):
                 await self._arrival.wait()
+
+    async def wait_for_arrival(self) -> None:
+        """Return when records next arrive from peers (by gossip or sync)."""
+        await self._arrival.wait()
 
     def announced(self) -> list[str]:
         """Where other members can reach this node: its listen addresses, then circuit
