@@ -287,6 +287,13 @@ def test_limits_decide_what_is_fetched_and_the_feed_says_so(tmp_path: Path) -> N
                     await ann_commands.post("Lofts", "again", attachments=[str(other)])
                 with pytest.raises(CommandError, match="text or an attached file"):
                     await ann_commands.post("Lofts")
+                # A post that is not made leaves none of its files behind.
+                before = ann.blob_limits().used
+                fresh, _ = picture(folder, "fresh.txt", 1000)
+                gone = str(folder / "gone.txt")
+                with pytest.raises(CommandError, match="gone.txt: no such file"):
+                    await ann_commands.post("Lofts", "two", attachments=[str(fresh), gone])
+                assert ann.blob_limits().used == before
 
     run(scenario)
 
@@ -319,3 +326,41 @@ def test_a_blob_is_kept_only_whole_and_checked() -> None:
         assert parse_size("1000") == 1000
         with pytest.raises(StoreError, match="not a size"):
             parse_size("lots")
+
+
+def test_a_member_asking_too_fast_is_cut_off_and_the_rest_are_served() -> None:
+    data = os.urandom(1000)
+
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            lofts = community(ann, bob)
+            blob = ann.add_blob(data, "text/plain")
+            ann.publish(
+                {
+                    "kind": "post",
+                    "community": lofts,
+                    "type": "post",
+                    "attachments": [{"hash": blob, "size": len(data), "mime": "text/plain"}],
+                }
+            )
+            async with Peer.running(ann.identity) as ann_peer, Peer.running(bob.identity) as bp:
+                ann_node = Node(ann, ann_peer)
+                await bp.connect(ann_peer.addresses()[0])
+                answered = 0
+                for _ in range(20):  # far faster than 2 a second
+                    try:
+                        # A reset at once fails the opening itself (py-libp2p's multiselect).
+                        stream = await bp.open_stream(ann_peer.peer_id, BLOB_PROTOCOL)
+                        await stream.write(_frame(["get", blob]))
+                        header, _ = await _read_frame(stream)
+                        await stream.close()
+                    except Exception:  # reset: over the rate
+                        continue
+                    assert header == ["blob", len(data)]
+                    answered += 1
+                assert 10 <= answered < 20
+                assert ann_node.blobs.counts["limited"] == 20 - answered
+                assert ann_node.blobs.counts["served"] == answered
+                assert ann_node.dropped["blob_limited"] == 20 - answered
+
+    run(scenario)

@@ -204,6 +204,15 @@ class BlobStore:
             self.db.execute("DELETE FROM blob_chunks WHERE hash = ?", (blob,))
             self.db.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
 
+    def forget_unnamed_blob(self, blob: bytes) -> None:
+        """Delete a blob no stored post names (one stored for a post that was then
+        not made)."""
+        if self.db.execute("SELECT 1 FROM attachments WHERE hash = ?", (blob,)).fetchone():
+            return
+        with self._transaction():
+            self.db.execute("DELETE FROM blob_chunks WHERE hash = ?", (blob,))
+            self.db.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
+
     def discard_incomplete_blobs(self) -> int:
         """Forget every blob left half-received (by a node that stopped mid-fetch)."""
         rows = self.db.execute("SELECT hash FROM blobs WHERE complete = 0").fetchall()

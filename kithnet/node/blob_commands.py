@@ -59,6 +59,15 @@ class BlobCommands:
         post's `attachments` field for them."""
         if len(files) > MAX_ATTACHMENTS:
             raise _error(f"a post can carry at most {MAX_ATTACHMENTS} files")
+        added: list[bytes] = []
+        try:
+            return self._store_files(files, added)
+        except BaseException:
+            for blob in added:  # stored for this post alone, which is not made
+                self.store.forget_unnamed_blob(blob)
+            raise
+
+    def _store_files(self, files: Sequence[str], added: list[bytes]) -> list[dict[str, Any]]:
         attachments = []
         for text in files:
             path = Path(text).expanduser()
@@ -66,7 +75,10 @@ class BlobCommands:
                 raise _error(f"{text}: no such file")
             mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             try:
+                before = self.store.blob_limits().count
                 blob, size = self.store.add_blob_file(path, mime)
+                if self.store.blob_limits().count > before:
+                    added.append(blob)
             except BlobTooBig as exc:
                 raise _error(f"{path.name} cannot be attached: {exc}") from None
             except OSError as exc:
