@@ -291,7 +291,7 @@ def test_limits_decide_what_is_fetched_and_the_feed_says_so(tmp_path: Path) -> N
                 before = ann.blob_limits().used
                 fresh, _ = picture(folder, "fresh.txt", 1000)
                 gone = str(folder / "gone.txt")
-                with pytest.raises(CommandError, match="gone.txt: no such file"):
+                with pytest.raises(CommandError, match=r"gone\.txt: no such file"):
                     await ann_commands.post("Lofts", "two", attachments=[str(fresh), gone])
                 assert ann.blob_limits().used == before
 
