@@ -41,9 +41,9 @@ def new_store(folder: Path, name: str) -> Store:
     return Store.create(folder / name, "pass", name=name, kdf=FAST_KDF)
 
 
-def community(owner: Store, *members: Store) -> bytes:
-    """A public community of `owner`'s that `members` joined, known to all of them."""
-    genesis = owner.publish({"kind": "community", "name": "Lofts", "visibility": "public"})
+def community(owner: Store, *members: Store, visibility: str = "public") -> bytes:
+    """A community of `owner`'s that `members` joined, known to all of them."""
+    genesis = owner.publish({"kind": "community", "name": "Lofts", "visibility": visibility})
     code = InviteCode.create(owner.identity, genesis.id, "Lofts", [], now_ms() + 3_600_000)
     invite = owner.publish(
         {
@@ -182,7 +182,8 @@ def test_a_peer_serving_wrong_bytes_is_caught_and_nothing_is_kept() -> None:
     run(scenario)
 
 
-def test_a_stranger_is_refused_a_members_blob_and_a_member_gets_it() -> None:
+@pytest.mark.parametrize("visibility", ["public", "private"])
+def test_a_stranger_is_refused_a_members_blob_and_a_member_gets_it(visibility: str) -> None:
     data = os.urandom(70_000)
 
     async def scenario(folder: Path) -> None:
@@ -191,7 +192,7 @@ def test_a_stranger_is_refused_a_members_blob_and_a_member_gets_it() -> None:
             new_store(folder, "Bob") as bob,
             new_store(folder, "Eve") as eve,
         ):
-            lofts = community(ann, bob)
+            lofts = community(ann, bob, visibility=visibility)
             blob = ann.add_blob(data, "text/plain")
             secret = ann.add_blob(b"named by no post", "text/plain")
             post = ann.publish(
@@ -364,3 +365,13 @@ def test_a_member_asking_too_fast_is_cut_off_and_the_rest_are_served() -> None:
                 assert ann_node.dropped["blob_limited"] == 20 - answered
 
     run(scenario)
+
+
+def test_a_peer_id_gives_back_the_key_it_was_made_from() -> None:
+    from kithnet.crypto.identity import peer_id, public_key_of
+
+    for _ in range(50):
+        key = Identity.generate().public_key
+        assert public_key_of(peer_id(key)) == key
+    for wrong in ("", "0OIl", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N", "1" * 60):
+        assert public_key_of(wrong) is None

@@ -34,6 +34,8 @@ BLOB_PROTOCOL = "/kithnet/blob/1"
 FETCH_CONCURRENCY = 2  # blobs fetched at once
 MAX_WANTED = 100  # blobs looked at per pass of the fetcher
 RETRY_INTERVAL = 60.0  # the fetcher looks again at least this often
+PASS_INTERVAL = 0.5  # and at most this often
+MAX_REMEMBERED = 1000  # blobs whose failed peers are remembered
 REQUESTS_PER_SECOND = 2.0  # blob requests one peer may make (in bursts of REQUEST_BURST)
 REQUEST_BURST = 10
 MAX_STREAMS_PER_PEER = 2  # blob streams one peer may have open with us at once
@@ -137,9 +139,12 @@ class BlobService:
                             wanted.mime,
                             wanted.communities,
                         )
+                if len(self._tried) > MAX_REMEMBERED:
+                    self._tried.clear()  # try everyone again rather than remember more
                 with trio.move_on_after(RETRY_INTERVAL):
                     await self._kick.wait()
-                await trio.sleep(0.05)  # let a burst of arrivals settle
+                # At most one pass per PASS_INTERVAL: a burst of arrivals is one pass.
+                await trio.sleep(PASS_INTERVAL)
 
     def _candidates(self, blob: bytes, communities: Sequence[bytes]) -> list[str]:
         tried = self._tried.get(blob, set())
