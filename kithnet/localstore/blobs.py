@@ -147,6 +147,8 @@ class BlobStore:
         """Store a file as a blob (this member's own attachment); returns its hash and
         size. Read twice in chunks (to hash it, then to store it and check it again), so
         a large file is never held whole, and a file changed meanwhile is refused."""
+        if path.stat().st_size > HARD_MAX_SIZE:  # refused before reading it all
+            self.check_blob_room(path.stat().st_size)
         digest = hashlib.blake2b(digest_size=32)
         size = 0
         with path.open("rb") as source:
