@@ -262,6 +262,8 @@ NODE_COMMANDS = {
     "revoke": True,
     "hide": True,
     "mute": False,
+    "blobs": False,
+    "attachment.save": True,
 }
 
 
@@ -385,6 +387,8 @@ def _cmd_post(args: argparse.Namespace) -> int:
             "kind": args.kind,
             "skills": args.skill,
             "reply_to": args.reply_to,
+            # The node reads the files: give it paths that do not depend on our folder.
+            "attachments": [os.path.abspath(f) for f in args.attach],
         },
     )
     if args.json:
@@ -397,6 +401,11 @@ def _cmd_post(args: argparse.Namespace) -> int:
             else "no member is online now: it goes out when your node next connects"
         )
         print(f"posted {result['id']} to {result['community_name']}; {where}")
+        for attachment in result.get("attachments", []):
+            print(
+                f"  attached {attachment['name'] or attachment['hash'][:12]}"
+                f" ({_size(attachment['size'])}, {attachment['mime']})"
+            )
     return 0
 
 
@@ -415,6 +424,9 @@ def _cmd_feed(args: argparse.Namespace) -> int:
         edited = " (edited)" if post["edited"] else ""
         print(f"{_when(post['created_at'])}  {post['author_name'] or post['author'][:12]}")
         print(f"  {label}{post['text']}{edited}{tags}{replies}")
+        for a in post.get("attachments", []):
+            name = a["name"] or a["hash"][:12]
+            print(f"  [{a['index']}] {name} ({_size(a['size'])}, {a['mime']}): {a['state']}")
         print(f"  id {post['id']}")
     return 0
 
@@ -775,6 +787,69 @@ def _cmd_directory(args: argparse.Namespace) -> int:
     return 0
 
 
+# Pictures and files on posts --------------------------------------------------------
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    if size < 1024**3:
+        return f"{size / 1024**2:.1f} MiB"
+    return f"{size / 1024**3:.2f} GiB"
+
+
+def _cmd_blobs(args: argparse.Namespace) -> int:
+    result = _node_command(args, "blobs", {"max_size": args.max_size, "max_total": args.max_total})
+    if args.json:
+        _print(result, True)
+        return 0
+    print(f"largest file fetched by itself: {_size(result['max_size'])}")
+    print(f"room for files: {_size(result['max_total'])}")
+    print(f"in use: {_size(result['used'])} in {result['count']} files")
+    return 0
+
+
+def _cmd_attachment_save(args: argparse.Namespace) -> int:
+    if len(args.where) == 1:
+        index, file = 1, args.where[0]
+    elif len(args.where) == 2 and args.where[0].isdigit():
+        index, file = int(args.where[0]), args.where[1]
+    else:
+        raise UsageError("attachment save takes POST_ID [INDEX] FILE")
+    result = _node_command(
+        args,
+        "attachment.save",
+        {"post": args.post, "index": index, "file": os.path.abspath(file)},
+    )
+    if args.json:
+        _print(result, True)
+    else:
+        print(
+            f"saved {result['name'] or 'attachment'} ({_size(result['size'])}) to {result['file']}"
+        )
+    return 0
+
+
+def _blob_parsers(commands: Any) -> None:
+    blobs = commands.add_parser("blobs", help="limits on pictures and files, and how much they use")
+    blobs.add_argument(
+        "--max-size", metavar="SIZE", help="largest file fetched by itself, e.g. 20MB"
+    )
+    blobs.add_argument("--max-total", metavar="SIZE", help="room for all files, e.g. 2GB")
+    _store_options(blobs)
+    blobs.set_defaults(handler=_cmd_blobs)
+
+    attachment = commands.add_parser("attachment", help="a post's pictures and files")
+    actions = attachment.add_subparsers(dest="action", metavar="ACTION", required=True)
+    save = actions.add_parser("save", help="write an attachment to a file (fetching it)")
+    save.add_argument("post", metavar="POST_ID", help="the post's id")
+    save.add_argument("where", nargs="+", metavar="[INDEX] FILE", help="which (from 1), where")
+    _store_options(save)
+    save.set_defaults(handler=_cmd_attachment_save)
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -974,12 +1049,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     post = commands.add_parser("post", help="write a post, a question or an offer")
     post.add_argument("community", help="the community's name or id")
-    post.add_argument("text", help="what to say")
+    post.add_argument("text", nargs="?", default="", help="what to say")
     post.add_argument("--kind", choices=("post", "question", "offer"), default="post")
     post.add_argument(
         "--skill", action="append", default=[], metavar="SKILL", help="a skill it is about"
     )
     post.add_argument("--reply-to", metavar="ID", help="the post this answers")
+    post.add_argument(
+        "--attach", action="append", default=[], metavar="FILE", help="attach a file (up to 8)"
+    )
     _store_options(post)
     post.set_defaults(handler=_cmd_post)
 
@@ -988,6 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--limit", type=int, default=20, metavar="N")
     _store_options(feed)
     feed.set_defaults(handler=_cmd_feed)
+
+    _blob_parsers(commands)
 
     peers = commands.add_parser("peers", help="the members' nodes you are connected to")
     _store_options(peers)

@@ -132,3 +132,19 @@ def peer_id(public_key: bytes) -> str:
     protobuf = b"\x08\x01\x12\x20" + public_key
     multihash = b"\x00" + bytes([len(protobuf)]) + protobuf
     return _base58(multihash)
+
+
+def public_key_of(peer: str) -> bytes | None:
+    """The Ed25519 public key a libp2p peer id ("12D3KooW...") names, or None if it
+    names none (another key type, or not a peer id)."""
+    number = 0
+    for char in peer:
+        digit = _BASE58_ALPHABET.find(char)
+        if digit < 0:
+            return None
+        number = number * 58 + digit
+    data = number.to_bytes(38, "big") if number < 1 << (38 * 8) else b""
+    if len(peer) - len(peer.lstrip("1")) != 1 or data[:6] != b"\x00\x24\x08\x01\x12\x20":
+        return None
+    key = data[6:]
+    return key if len(key) == PUBLIC_KEY_SIZE and peer_id(key) == peer else None

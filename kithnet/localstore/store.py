@@ -31,6 +31,7 @@ from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.kdf import KdfParams
 from kithnet.crypto.sealed import unseal
 from kithnet.localstore import views
+from kithnet.localstore.blobs import BlobStore
 from kithnet.localstore.directory import DirectoryStore
 from kithnet.localstore.errors import (
     DiskFull,
@@ -236,7 +237,7 @@ _MEMBER_PROFILES = (
 )
 
 
-class Store(DirectoryStore):
+class Store(DirectoryStore, BlobStore):
     """A member's open store. Open it with `create` or `open`; close it when done."""
 
     def __init__(
@@ -461,6 +462,7 @@ class Store(DirectoryStore):
             )
             if any(record.kind in _GRAPH_KINDS for _, record in new):
                 self.graph_generation += 1
+            self._index_attachments(r for _, r in new)
             decided = self._judge.decided
             for index, record in new:
                 if record.id in self._judge.dropped:

@@ -23,6 +23,7 @@ from kithnet.crypto.sealed import seal
 from kithnet.localstore import views
 from kithnet.localstore.store import now_ms
 from kithnet.node.answers import my_trust, rank_answers
+from kithnet.node.blob_commands import BlobCommands, attachment_view
 from kithnet.node.directory import entry_view
 from kithnet.node.node import Node
 from kithnet.node.sync import SyncError
@@ -71,7 +72,7 @@ def _post_view(post: views.Post) -> dict[str, Any]:
     }
 
 
-class Commands:
+class Commands(BlobCommands):
     """The member's commands over a store and a node (running or temporary)."""
 
     def __init__(self, node: Node, *, temporary: bool = False) -> None:
@@ -110,6 +111,8 @@ class Commands:
             "community.announce": self.community_announce,
             "directory": self.directory,
             "directory.refresh": self.directory,
+            "blobs": self.blobs,
+            "attachment.save": self.attachment_save,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -596,18 +599,18 @@ class Commands:
     async def post(
         self,
         community: str,
-        text: str,
+        text: str = "",
         kind: str = "post",
         skills: list[str] | None = None,
         reply_to: str | None = None,
+        attachments: list[str] | None = None,
     ) -> dict[str, Any]:
         target = self.resolve(community)
-        fields: dict[str, Any] = {
-            "kind": "post",
-            "community": target.id,
-            "type": kind,
-            "text": text,
-        }
+        if not text and not attachments:
+            raise CommandError("a post needs text or an attached file (--attach FILE)")
+        fields: dict[str, Any] = {"kind": "post", "community": target.id, "type": kind}
+        if text:
+            fields["text"] = text
         if skills:
             fields["tags"] = skills
         if reply_to:
@@ -618,13 +621,19 @@ class Commands:
             if self.store.status_of(parent) is None:
                 raise CommandError(f"no post {reply_to[:12]}… is known here")
             fields["reply_to"] = parent
+        if attachments:
+            fields["attachments"] = self.store_attachments(attachments)
         record, reached = await self._publish(fields, target.id)
+        await self.wait_for_fetches(fields.get("attachments", []), reached)
         return {
             "id": record.id.hex(),
             "community": target.id.hex(),
             "community_name": target.name,
             "type": kind,
             "members_online": reached,
+            "attachments": [
+                attachment_view(a) for a in self.store.attachments([record.id])[record.id]
+            ],
         }
 
     async def react(self, post: str, emoji: str, undo: bool = False) -> dict[str, Any]:
@@ -662,10 +671,14 @@ class Commands:
         if not 1 <= limit <= 1000:
             raise CommandError("--limit must be between 1 and 1000")
         page = self.store.feed(target.id, limit=limit)
+        attached = self.store.attachments([post.id for post in page.posts])
         return {
             "community": target.id.hex(),
             "name": target.name,
-            "posts": [_post_view(post) for post in page.posts],
+            "posts": [
+                {**_post_view(post), "attachments": [attachment_view(a) for a in attached[post.id]]}
+                for post in page.posts
+            ],
         }
 
     async def profile_set(

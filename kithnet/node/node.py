@@ -31,6 +31,7 @@ from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.answers import my_trust
+from kithnet.node.blobs import BlobService
 from kithnet.node.directory import Directory
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
 from kithnet.p2p.host import (
@@ -137,6 +138,7 @@ class Node:
         peer.start_soon(self._keep_trust_warm)
         self.directory = Directory(self)  # the public directory: its topic and protocol
         peer.start_soon(self.directory.run)
+        self.blobs = BlobService(self)  # pictures and files that posts name
 
     async def _keep_trust_warm(self) -> None:
         """Recompute this member's trust soon after references arrive, so that asking
@@ -434,6 +436,10 @@ class Node:
         with trio.fail_after(timeout):
             while not self.store.has_record(record_id):
                 await self._arrival.wait()
+
+    async def wait_for_arrival(self) -> None:
+        """Return when records next arrive from peers (by gossip or sync)."""
+        await self._arrival.wait()
 
     def announced(self) -> list[str]:
         """Where other members can reach this node: its listen addresses, then circuit

@@ -1,0 +1,185 @@
+"""The member's commands about pictures and files on posts: attaching files to a post,
+seeing and setting the limits (`kithnet blobs`), and saving an attachment to a file
+(`kithnet attachment save`). Mixed into `Commands`."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from kithnet.localstore.blobs import HARD_MAX_SIZE, Attachment, BlobTooBig, parse_size
+from kithnet.localstore.errors import StoreError
+from kithnet.node.blobs import BlobError
+
+if TYPE_CHECKING:
+    from kithnet.localstore.store import Store
+    from kithnet.node.node import Node
+
+MAX_ATTACHMENTS = 8
+MAX_NAME_BYTES = 200
+SERVE_WAIT = 30.0  # a node started for one post waits this long for members to fetch
+
+
+def _error(message: str) -> Exception:
+    from kithnet.node.commands import CommandError
+
+    return CommandError(message)
+
+
+def attachment_view(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "index": attachment.index + 1,
+        "hash": attachment.hash.hex(),
+        "name": attachment.name,
+        "mime": attachment.mime,
+        "size": attachment.size,
+        "state": attachment.state,
+    }
+
+
+def _file_name(path: Path) -> str:
+    name = path.name
+    while len(name.encode()) > MAX_NAME_BYTES:
+        name = name[:-1]
+    return name
+
+
+class BlobCommands:
+    node: Node
+    store: Store
+    temporary: bool
+
+    def store_attachments(self, files: Sequence[str]) -> list[dict[str, Any]]:
+        """Store each file as a blob (refusing what is over the limits) and return the
+        post's `attachments` field for them."""
+        if len(files) > MAX_ATTACHMENTS:
+            raise _error(f"a post can carry at most {MAX_ATTACHMENTS} files")
+        added: list[bytes] = []
+        try:
+            return self._store_files(files, added)
+        except BaseException:
+            for blob in added:  # stored for this post alone, which is not made
+                self.store.forget_unnamed_blob(blob)
+            raise
+
+    def _store_files(self, files: Sequence[str], added: list[bytes]) -> list[dict[str, Any]]:
+        attachments = []
+        for text in files:
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise _error(f"{text}: no such file")
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            try:
+                before = self.store.blob_limits().count
+                blob, size = self.store.add_blob_file(path, mime)
+                if self.store.blob_limits().count > before:
+                    added.append(blob)
+            except BlobTooBig as exc:
+                raise _error(f"{path.name} cannot be attached: {exc}") from None
+            except OSError as exc:
+                raise _error(f"{text} cannot be read: {exc.strerror or exc}") from None
+            except StoreError as exc:  # changed while it was read
+                raise _error(f"{path.name} cannot be attached: {exc}") from None
+            entry: dict[str, Any] = {"hash": blob, "size": size, "mime": mime}
+            if _file_name(path):
+                entry["name"] = _file_name(path)
+            attachments.append(entry)
+        return attachments
+
+    async def wait_for_fetches(self, attachments: Sequence[dict[str, Any]], members: int) -> None:
+        """A node started for one post stays until each member online has fetched the
+        files (or SERVE_WAIT has passed): it is the only one holding them."""
+        if not self.temporary or not members or not attachments:
+            return
+        served = self.node.blobs.served
+        with trio.move_on_after(SERVE_WAIT):
+            while any(served[a["hash"]] < members for a in attachments):
+                await trio.sleep(0.1)
+
+    async def blobs(
+        self, max_size: str | int | None = None, max_total: str | int | None = None
+    ) -> dict[str, Any]:
+        """The limits on pictures and files (which a member may change), and usage."""
+        try:
+            size = parse_size(max_size) if isinstance(max_size, str) else max_size
+            total = parse_size(max_total) if isinstance(max_total, str) else max_total
+            self.store.set_blob_limits(max_size=size, max_total=total)
+        except StoreError as exc:
+            raise _error(str(exc)) from None
+        if size is not None or total is not None:
+            self.node.blobs.kick()  # what was too big may fit now
+        limits = self.store.blob_limits()
+        return {
+            "max_size": limits.max_size,
+            "max_total": limits.max_total,
+            "hard_max_size": HARD_MAX_SIZE,
+            "used": limits.used,
+            "count": limits.count,
+            "fetching": self.node.blobs.fetching(),
+            "counts": dict(self.node.blobs.counts),
+        }
+
+    async def attachment_save(self, post: str, file: str, index: int = 1) -> dict[str, Any]:
+        """Write a post's attachment to a file, fetching it first if it is not here."""
+        try:
+            post_id = bytes.fromhex(post)
+        except ValueError:
+            post_id = b""
+        found = self.store.post_attachments(post_id) if len(post_id) == 32 else None
+        if found is None:
+            raise _error(f"no post {post[:12]}… is known here")
+        if not found:
+            raise _error("that post has no attachments")
+        if not 1 <= index <= len(found):
+            raise _error(f"that post has {len(found)} attachment(s): give an index from 1")
+        attachment = found[index - 1]
+        target = Path(file).expanduser()
+        if target.exists():
+            raise _error(f"{file} already exists: choose another file name")
+        if not target.parent.is_dir():
+            raise _error(f"{target.parent} is not a folder")
+        fetched = False
+        if attachment.state != "here":
+            communities = self.store.blob_communities(attachment.hash)
+            for community in communities:
+                await self._reach(community)
+            try:
+                await self.node.blobs.fetch(
+                    attachment.hash, attachment.size, attachment.mime, communities
+                )
+            except BlobTooBig as exc:
+                raise _error(f"{attachment.name or 'the file'} cannot be fetched: {exc}") from None
+            except (BlobError, StoreError) as exc:
+                raise _error(
+                    f"{attachment.name or 'the file'} is not here and could not be fetched: "
+                    f"{exc}. Try again when the member who posted it is online"
+                ) from None
+            fetched = True
+        partial = target.with_name(f".{target.name}.part")
+        try:
+            with partial.open("xb") as out:
+                for chunk in self.store.blob_chunks(attachment.hash):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise _error(f"cannot write {file}: {exc.strerror or exc}") from None
+        return {
+            "post": post_id.hex(),
+            "index": index,
+            "name": attachment.name,
+            "mime": attachment.mime,
+            "size": attachment.size,
+            "file": str(target),
+            "fetched": fetched,
+        }
+
+    async def _reach(self, community: bytes) -> int:
+        raise NotImplementedError
