@@ -132,3 +132,21 @@ def peer_id(public_key: bytes) -> str:
     protobuf = b"\x08\x01\x12\x20" + public_key
     multihash = b"\x00" + bytes([len(protobuf)]) + protobuf
     return _base58(multihash)
+
+
+def public_key_of_peer(peer: str) -> bytes | None:
+    """The Ed25519 public key a libp2p peer id names (the inverse of `peer_id`), or None
+    if `peer` is not the peer id of an Ed25519 key."""
+    if not peer or len(peer) > 64 or any(c not in _BASE58_ALPHABET for c in peer):
+        return None
+    number = 0
+    for char in peer:
+        number = number * 58 + _BASE58_ALPHABET.index(char)
+    data = number.to_bytes(38, "big") if number < 1 << (8 * 38) else b""
+    if len(data) != 38 or not data.startswith(b"\x00\x24\x08\x01\x12\x20"):
+        return None
+    key = data[6:]
+    try:
+        return key if peer_id(key) == peer else None
+    except BadKey:
+        return None

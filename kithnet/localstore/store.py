@@ -48,6 +48,7 @@ from kithnet.localstore.files import (
     write_header,
 )
 from kithnet.localstore.judge import Judge, target_of
+from kithnet.localstore.messages import Messages
 
 APP_NAME = "Kithnet"
 DATABASE_PREFIX = "store-"
@@ -202,6 +203,8 @@ def check_batch(envelopes: Iterable[bytes], *, now: int) -> CheckedBatch:
         try:
             record = decode(data)
             validate(record, now)
+            if record.kind == "dm":  # travels only over /kithnet/dm/1, never in a community
+                raise RecordError("a direct message is not gossiped or synced", "direct_only")
         except RecordError as exc:
             refused[exc.reason] += 1
             outcomes.append(Outcome("rejected", None, exc.reason, str(exc)))
@@ -236,6 +239,7 @@ class Store:
         self.max_pending = MAX_PENDING
         self._judge = Judge(db, self.identity.public_key, MAX_PENDING)
         self._peer_ids: dict[bytes, str] = {}  # member key -> libp2p peer id, computed once
+        self.messages = Messages(self)  # direct messages (they never pass through ingest)
 
     # Opening and closing -------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from kithnet.crypto.invite import MAX_ADDRESSES, InviteCode, InviteCodeError
 from kithnet.crypto.invite import decode as decode_invite
 from kithnet.crypto.sealed import seal
 from kithnet.localstore import views
+from kithnet.localstore.messages import Message
 from kithnet.localstore.store import now_ms
 from kithnet.node.node import Node
 from kithnet.node.sync import SyncError
@@ -68,6 +69,17 @@ def _post_view(post: views.Post) -> dict[str, Any]:
     }
 
 
+def _message_view(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id.hex(),
+        "direction": message.direction,
+        "text": message.text,
+        "created_at": message.created_at,
+        "state": message.state,
+        "forwarders": message.forwarders,
+    }
+
+
 class Commands:
     """The member's commands over a store and a node (running or temporary)."""
 
@@ -95,6 +107,8 @@ class Commands:
             "community.roles": self.community_roles,
             "community.ban": self.community_ban,
             "community.leave": self.community_leave,
+            "dm": self.dm,
+            "inbox": self.inbox,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -789,6 +803,55 @@ class Commands:
             )
         out.sort(key=lambda r: (-float(r["trust"]), str(r["id"])))
         return {"question": qid.hex(), "referrals": out}
+
+    # Direct messages ------------------------------------------------------------------
+
+    async def dm(self, member: str, text: str) -> dict[str, Any]:
+        """Send a member an end-to-end encrypted message: directly if their node can be
+        reached, else through members who share a community with them."""
+        recipient = self.member(member)
+        if recipient == self.store.identity.public_key:
+            raise CommandError("you cannot send a message to yourself")
+        try:
+            sent = await self.node.direct.send(recipient, text)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        return {
+            "id": sent.record.id.hex(),
+            "member": recipient.hex(),
+            "name": self.store.names().get(recipient, ""),
+            "status": sent.status,
+            "forwarders": sent.forwarders,
+        }
+
+    async def inbox(self, member: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """Conversations, newest first; with a member, that conversation (which is then
+        marked read)."""
+        if not 1 <= limit <= 1000:
+            raise CommandError("--limit must be between 1 and 1000")
+        messages = self.store.messages
+        if member is None:
+            return {
+                "unread": messages.unread(),
+                "conversations": [
+                    {
+                        "member": c.peer.hex(),
+                        "name": c.name,
+                        "unread": c.unread,
+                        "messages": c.count,
+                        "last": _message_view(c.last),
+                    }
+                    for c in messages.conversations()[:limit]
+                ],
+            }
+        other = self.member(member)
+        shown = messages.conversation(other, limit=limit)
+        return {
+            "member": other.hex(),
+            "name": self.store.names().get(other, ""),
+            "unread": messages.mark_read(other),
+            "messages": [_message_view(m) for m in shown],
+        }
 
     # Network --------------------------------------------------------------------------
 

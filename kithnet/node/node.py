@@ -29,6 +29,7 @@ from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
+from kithnet.node.direct import DirectMessages
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
 from kithnet.p2p.host import (
     INVALID_PENALTY,
@@ -128,6 +129,7 @@ class Node:
         peer.set_stream_handler(JOIN_PROTOCOL, self._serve_join)
         peer.on_connect(self._on_connect)
         peer.start_soon(self._publisher)
+        self.direct = DirectMessages(self)  # /kithnet/dm/1 (kithnet/node/direct.py)
 
     # Gossip ---------------------------------------------------------------------------
 
