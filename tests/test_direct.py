@@ -23,7 +23,7 @@ from kithnet.node.direct import DM_PROTOCOL
 from kithnet.node.node import Node
 from kithnet.node.sync import encode_frame
 from kithnet.p2p.host import Peer, RateLimiter
-from tests.members import Member, wait_until
+from tests.members import PASSPHRASE, Member, wait_until
 from tests.test_node import new_store, run
 
 SECRET = "meet me at the allotment at six, the code is 4471"
@@ -191,6 +191,36 @@ def test_a_member_who_shares_a_community_holds_a_message_sealed_until_its_recipi
     run(scenario)
 
 
+def test_a_member_connected_to_both_passes_a_message_on_at_once() -> None:
+    """Cat's node cannot be dialled (it tells nobody its address) but is connected to
+    Bob: what Ann hands Bob for Cat reaches Cat without waiting for a new connection."""
+
+    async def scenario(folder: Path) -> None:
+        with (
+            new_store(folder, "Ann") as ann,
+            new_store(folder, "Bob") as bob,
+            new_store(folder, "Cat") as cat,
+        ):
+            shared_community(ann, bob, cat)
+            async with (
+                Peer.running(bob.identity) as bob_peer,
+                Peer.running(cat.identity) as cat_peer,
+                Peer.running(ann.identity) as ann_peer,
+            ):
+                Node(bob, bob_peer)
+                cat_node = Node(cat, cat_peer, announce=False)
+                ann_node = Node(ann, ann_peer)
+                await cat_peer.connect(bob_peer.addresses()[0])
+                await ann_peer.connect(bob_peer.addresses()[0])
+                sent = await ann_node.direct.send(cat.identity.public_key, SECRET)
+                assert sent.status == "forwarded"
+                await cat_node.direct.wait_for_message(sent.record.id)
+                assert cat_peer.peer_id not in ann_peer.connected_peers()
+            assert cat.messages.conversation(ann.identity.public_key)[0].text == SECRET
+
+    run(scenario)
+
+
 def test_hostile_dm_frames_are_refused_and_counted_and_the_node_carries_on() -> None:
     async def scenario(folder: Path) -> None:
         hostile = Identity.generate()
@@ -330,6 +360,33 @@ def members(tmp_path: Path) -> Iterator[tuple[Member, Member, Member]]:
     finally:
         for member in trio_:
             member.kill()
+
+
+def test_a_message_written_with_no_node_running_waits_and_says_so(tmp_path: Path) -> None:
+    ann, bob = Member(tmp_path, "Ann"), Member(tmp_path, "Bob")
+    with Store.open(bob.data_dir, PASSPHRASE, readonly=True) as store:
+        profiles = [e for batch in store.envelopes() for e in batch]
+    with Store.open(ann.data_dir, PASSPHRASE) as store:
+        store.ingest(profiles)  # Ann knows of Bob, but not where his node is
+
+    sent = ann.cli("dm", "Bob", "Are you free on Tuesday?")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("saved for Bob: neither their node nor a member")
+    [conversation] = ann.cli_json("inbox")["conversations"]
+    assert conversation["name"] == "Bob"
+    assert conversation["last"]["state"] == "waiting"
+    shown = ann.cli("inbox", "Bob")
+    assert "you (waiting to be sent)" in shown.stdout
+    assert "Are you free on Tuesday?" in shown.stdout
+    for args, words in (
+        (("dm", "Bob", "  "), "a message needs some text"),
+        (("dm", "Ann", "hello me"), "you cannot send a message to yourself"),
+        (("inbox", "Dan"), "no member called 'Dan'"),
+    ):
+        refused = ann.cli(*args)
+        assert refused.returncode == 1
+        assert words in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

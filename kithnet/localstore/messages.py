@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kithnet.core.direct import DirectMessage
 from kithnet.core.envelope import Record
@@ -56,7 +56,7 @@ class Messages:
         self._store = store
 
     @property
-    def _db(self):  # type: ignore[no-untyped-def]
+    def _db(self) -> Any:
         return self._store.db
 
     # This member's messages ---------------------------------------------------------

@@ -44,7 +44,8 @@ DM_IDLE = 10.0  # a stream silent this long is closed
 DM_STREAM_TIMEOUT = 120.0
 MAX_FORWARDERS = 3
 DIAL_TIMEOUT = 5.0
-DELIVER_TIMEOUT = 30.0
+DELIVER_TIMEOUT = 30.0  # a batch handed over on connecting
+SEND_TIMEOUT = 10.0  # one message, to one node
 READ_SIZE = 64 * 1024
 # Refusals that only a broken or hostile sender causes: they cost it score.
 _BLAMED = frozenset(
@@ -142,6 +143,7 @@ class DirectMessages:
         self._limiter = RateLimiter(DMS_PER_SECOND, DM_BURST)
         self._streams: Counter[str] = Counter()  # dm streams open, per peer
         self._in_flight: set[bytes] = set()  # messages being sent right now
+        self._pushing: dict[str, bool] = {}  # peer -> asked to push again meanwhile
         self._arrival = trio.Event()
         node.peer.set_stream_handler(DM_PROTOCOL, self._serve)
         node.peer.on_connect(self._on_connect)
@@ -158,7 +160,8 @@ class DirectMessages:
         try:
             if await self._reach(recipient):
                 peer_id = self.store.peer_id_of(recipient)
-                [verdict] = await self.deliver(peer_id, [record.envelope]) or [("", "")]
+                delivered = await self.deliver(peer_id, [record.envelope], timeout=SEND_TIMEOUT)
+                [verdict] = delivered or [("", "")]
                 if verdict[0] == "delivered":
                     self.messages.mark_delivered(record.id)
                     return Sent(record, "delivered", 0)
@@ -206,7 +209,7 @@ class DirectMessages:
         for peer_id in candidates:
             if handed >= limit:
                 break
-            verdicts = await self.deliver(peer_id, [record.envelope])
+            verdicts = await self.deliver(peer_id, [record.envelope], timeout=SEND_TIMEOUT)
             if verdicts and verdicts[0][0] == "held":
                 handed += 1
         self.messages.mark_forwarded(record.id, handed)
@@ -245,10 +248,30 @@ class DirectMessages:
     # Handing over when a member's node connects --------------------------------------
 
     async def _on_connect(self, peer_id: str) -> None:
+        self.push_soon(peer_id)
+
+    def push_soon(self, peer_id: str) -> None:
+        """Hand a connected member's node what waits for it (in a task; once at a
+        time per peer, again at the end if more arrived meanwhile)."""
         member = public_key_of_peer(peer_id)
         if member is None or member == self.store.identity.public_key:
             return
-        await self.hand_over_to(peer_id, member)
+        if peer_id in self._pushing:
+            self._pushing[peer_id] = True
+            return
+        self._pushing[peer_id] = False
+
+        async def push() -> None:
+            try:
+                while True:
+                    await self.hand_over_to(peer_id, member)
+                    if not self._pushing.get(peer_id):
+                        return
+                    self._pushing[peer_id] = False
+            finally:
+                self._pushing.pop(peer_id, None)
+
+        self.node.peer.start_soon(push)
 
     async def hand_over_to(self, peer_id: str, member: bytes) -> None:
         """Give a member's node what waits for it here: the messages held for it and
@@ -317,6 +340,9 @@ class DirectMessages:
             if not self.messages.shared_communities(record.author, recipient):
                 return self._refuse("no_shared_community", sender)
             self.messages.hold(record, now)
+            recipient_peer = self.store.peer_id_of(recipient)
+            if recipient_peer in self.node.peer.connected_peers():
+                self.push_soon(recipient_peer)  # the recipient is here: pass it on now
         except StoreError as exc:  # a full disk, say: the sender keeps it and tries later
             log.warning("could not keep a direct message: %s", exc)
             return self._refuse("store_error", sender)
