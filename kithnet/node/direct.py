@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 DM_PROTOCOL = "/kithnet/dm/1"
 MAX_DM_FRAME = MAX_ENVELOPE_SIZE + 64  # one envelope and its frame's few bytes
 MAX_DMS_PER_STREAM = 256
-MAX_STREAMS_PER_PEER = 2
+MAX_STREAMS_PER_PEER = 4  # as many as sync allows
 DMS_PER_SECOND = 5.0  # messages one peer may hand us, in bursts of DM_BURST
 DM_BURST = 300.0  # room for a forwarder's whole queue for us (200) and more
 DM_IDLE = 10.0  # a stream silent this long is closed
