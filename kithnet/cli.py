@@ -264,6 +264,8 @@ NODE_COMMANDS = {
     "mute": False,
     "blobs": False,
     "attachment.save": True,
+    "dm": True,
+    "inbox": False,
 }
 
 
@@ -850,6 +852,62 @@ def _blob_parsers(commands: Any) -> None:
     save.set_defaults(handler=_cmd_attachment_save)
 
 
+def _cmd_dm(args: argparse.Namespace) -> int:
+    result = _node_command(args, "dm", {"member": args.member, "text": args.text})
+    if args.json:
+        _print(result, True)
+        return 0
+    who = result["name"] or result["member"][:12]
+    if result["status"] == "delivered":
+        print(f"sent to {who}: delivered to their node")
+    elif result["status"] == "forwarded":
+        count = result["forwarders"]
+        print(
+            f"sent to {who}: their node is not online, so {count} member"
+            f"{'s' if count != 1 else ''} you share a community with hold it, sealed, "
+            "until it is"
+        )
+    else:
+        print(
+            f"saved for {who}: neither their node nor a member who could pass it on is "
+            "online; it goes out when your node next meets one (keep `kithnet serve` running)"
+        )
+    return 0
+
+
+def _cmd_inbox(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"member": args.member, "limit": args.limit}
+    result = _node_command(args, "inbox", params)
+    if args.json:
+        _print(result, True)
+        return 0
+    if args.member is None:
+        if not result["conversations"]:
+            print("no messages yet")
+        for c in result["conversations"]:
+            last = c["last"]
+            unread = f"  {c['unread']} unread" if c["unread"] else ""
+            prefix = "you: " if last["direction"] == "out" else ""
+            print(f"{_when(last['created_at'])}  {c['name'] or c['member'][:12]}{unread}")
+            print(f"  {prefix}{last['text']}")
+        return 0
+    who = result["name"] or result["member"][:12]
+    if not result["messages"]:
+        print(f"no messages with {who} yet")
+    for m in result["messages"]:
+        if m["direction"] == "in":
+            print(f"{_when(m['created_at'])}  {who}{'  (new)' if m['state'] == 'unread' else ''}")
+        else:
+            state = {
+                "waiting": "waiting to be sent",
+                "forwarded": f"held for them by {m['forwarders']}",
+                "delivered": "delivered",
+            }[m["state"]]
+            print(f"{_when(m['created_at'])}  you ({state})")
+        print(f"  {m['text']}")
+    return 0
+
+
 def _store_options(parser: argparse.ArgumentParser, *, data_dir_required: bool = False) -> None:
     parser.add_argument(
         "--data-dir",
@@ -1196,6 +1254,18 @@ def build_parser() -> argparse.ArgumentParser:
     mute.add_argument("--undo", action="store_true", help="lift the mute or block")
     _store_options(mute)
     mute.set_defaults(handler=_cmd_mute)
+
+    dm = commands.add_parser("dm", help="send a member an end-to-end encrypted message")
+    dm.add_argument("member", help="the member (name, public key or peer id)")
+    dm.add_argument("text", help="what to say")
+    _store_options(dm)
+    dm.set_defaults(handler=_cmd_dm)
+
+    inbox = commands.add_parser("inbox", help="your direct messages, or one conversation")
+    inbox.add_argument("member", nargs="?", help="show (and mark read) this conversation")
+    inbox.add_argument("--limit", type=int, default=50, metavar="N")
+    _store_options(inbox)
+    inbox.set_defaults(handler=_cmd_inbox)
 
     status = commands.add_parser("status", help="your node: addresses, peers, sync")
     _store_options(status)

@@ -144,5 +144,22 @@ def test_asking_hackney_neighbours_finds_a_trusted_installer(five: dict[str, Mem
     assert "Cat" in shown.stdout
     assert "2 from people you trust" in shown.stdout
 
+    # Ann contacts Cat from there: a direct message only Cat can read.
+    sent = ann.cli_json("dm", "Cat", "Hello Cat, could you quote for my loft in Hackney?")
+    assert sent["status"] in ("delivered", "forwarded")
+
+    def cats_inbox() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = cat.cli_json("inbox")["conversations"]
+        return found
+
+    [conversation] = wait_until(cats_inbox, "Cat to receive Ann's message")
+    assert (conversation["name"], conversation["unread"]) == ("Ann", 1)
+    read = cat.cli_json("inbox", "Ann")
+    assert [m["text"] for m in read["messages"]] == [
+        "Hello Cat, could you quote for my loft in Hackney?"
+    ]
+    assert read["unread"] == 1
+    assert cat.cli_json("inbox")["unread"] == 0
+
     for member in five.values():
         member.stop()

@@ -54,4 +54,5 @@ REASONS = (
     "not_authorised",
     "pending",
     "pending_full",
+    "direct_only",
 )

@@ -134,17 +134,23 @@ def peer_id(public_key: bytes) -> str:
     return _base58(multihash)
 
 
-def public_key_of(peer: str) -> bytes | None:
-    """The Ed25519 public key a libp2p peer id ("12D3KooW...") names, or None if it
-    names none (another key type, or not a peer id)."""
+def public_key_of_peer(peer: str) -> bytes | None:
+    """The Ed25519 public key a libp2p peer id names (the inverse of `peer_id`), or None
+    if `peer` is not the peer id of an Ed25519 key."""
+    if not peer or len(peer) > 64 or any(c not in _BASE58_ALPHABET for c in peer):
+        return None
     number = 0
     for char in peer:
-        digit = _BASE58_ALPHABET.find(char)
-        if digit < 0:
-            return None
-        number = number * 58 + digit
-    data = number.to_bytes(38, "big") if number < 1 << (38 * 8) else b""
-    if len(peer) - len(peer.lstrip("1")) != 1 or data[:6] != b"\x00\x24\x08\x01\x12\x20":
+        number = number * 58 + _BASE58_ALPHABET.index(char)
+    data = number.to_bytes(38, "big") if number < 1 << (8 * 38) else b""
+    if len(data) != 38 or not data.startswith(b"\x00\x24\x08\x01\x12\x20"):
         return None
     key = data[6:]
-    return key if len(key) == PUBLIC_KEY_SIZE and peer_id(key) == peer else None
+    try:
+        return key if peer_id(key) == peer else None
+    except BadKey:
+        return None
+
+
+# The name the blob service uses.
+public_key_of = public_key_of_peer

@@ -51,6 +51,7 @@ from kithnet.localstore.files import (
     write_header,
 )
 from kithnet.localstore.judge import Judge, target_of
+from kithnet.localstore.messages import Messages
 
 APP_NAME = "Kithnet"
 DATABASE_PREFIX = "store-"
@@ -221,6 +222,8 @@ def check_batch(envelopes: Iterable[bytes], *, now: int) -> CheckedBatch:
         try:
             record = decode(data)
             validate(record, now)
+            if record.kind == "dm":  # travels only over /kithnet/dm/1, never in a community
+                raise RecordError("a direct message is not gossiped or synced", "direct_only")
         except RecordError as exc:
             refused[exc.reason] += 1
             outcomes.append(Outcome("rejected", None, exc.reason, str(exc)))
@@ -259,6 +262,7 @@ class Store(DirectoryStore, BlobStore):
         # Changes whenever the references in effect may have changed (see vouches()).
         self.graph_generation = 0
         self._vouches: tuple[int, list[Edge]] | None = None
+        self.messages = Messages(self)  # direct messages (they never pass through ingest)
 
     # Opening and closing -------------------------------------------------------------
 

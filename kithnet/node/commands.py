@@ -21,6 +21,7 @@ from kithnet.crypto.invite import MAX_ADDRESSES, InviteCode, InviteCodeError
 from kithnet.crypto.invite import decode as decode_invite
 from kithnet.crypto.sealed import seal
 from kithnet.localstore import views
+from kithnet.localstore.messages import Message
 from kithnet.localstore.store import now_ms
 from kithnet.node.answers import my_trust, rank_answers
 from kithnet.node.blob_commands import BlobCommands, attachment_view
@@ -72,6 +73,17 @@ def _post_view(post: views.Post) -> dict[str, Any]:
     }
 
 
+def _message_view(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id.hex(),
+        "direction": message.direction,
+        "text": message.text,
+        "created_at": message.created_at,
+        "state": message.state,
+        "forwarders": message.forwarders,
+    }
+
+
 class Commands(BlobCommands):
     """The member's commands over a store and a node (running or temporary)."""
 
@@ -113,6 +125,8 @@ class Commands(BlobCommands):
             "directory.refresh": self.directory,
             "blobs": self.blobs,
             "attachment.save": self.attachment_save,
+            "dm": self.dm,
+            "inbox": self.inbox,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:
@@ -990,6 +1004,57 @@ class Commands(BlobCommands):
             )
         out.sort(key=lambda r: (-float(r["trust"]), str(r["id"])))
         return {"question": qid.hex(), "referrals": out}
+
+    # Direct messages ------------------------------------------------------------------
+
+    async def dm(self, member: str, text: str) -> dict[str, Any]:
+        """Send a member an end-to-end encrypted message: directly if their node can be
+        reached, else through members who share a community with them."""
+        recipient = self.member(member)
+        if recipient == self.store.identity.public_key:
+            raise CommandError("you cannot send a message to yourself")
+        try:
+            sent = await self.node.direct.send(recipient, text)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        return {
+            "id": sent.record.id.hex(),
+            "member": recipient.hex(),
+            "name": self.store.names().get(recipient, ""),
+            "status": sent.status,
+            "forwarders": sent.forwarders,
+        }
+
+    async def inbox(self, member: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """Conversations, newest first; with a member, that conversation (which is then
+        marked read)."""
+        if not 1 <= limit <= 1000:
+            raise CommandError("--limit must be between 1 and 1000")
+        messages = self.store.messages
+        blocked = {m for m, mark in self.store.marks().items() if mark == "block"}
+        if member is None:
+            shown_conversations = [c for c in messages.conversations() if c.peer not in blocked]
+            return {
+                "unread": sum(c.unread for c in shown_conversations),
+                "conversations": [
+                    {
+                        "member": c.peer.hex(),
+                        "name": c.name,
+                        "unread": c.unread,
+                        "messages": c.count,
+                        "last": _message_view(c.last),
+                    }
+                    for c in shown_conversations[:limit]
+                ],
+            }
+        other = self.member(member)
+        shown = messages.conversation(other, limit=limit)
+        return {
+            "member": other.hex(),
+            "name": self.store.names().get(other, ""),
+            "unread": messages.mark_read(other),
+            "messages": [_message_view(m) for m in shown],
+        }
 
     # Network --------------------------------------------------------------------------
 

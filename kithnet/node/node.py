@@ -32,6 +32,7 @@ from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.answers import my_trust
 from kithnet.node.blobs import BlobService
+from kithnet.node.direct import DirectMessages
 from kithnet.node.directory import Directory
 from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
 from kithnet.p2p.host import (
@@ -139,6 +140,7 @@ class Node:
         self.directory = Directory(self)  # the public directory: its topic and protocol
         peer.start_soon(self.directory.run)
         self.blobs = BlobService(self)  # pictures and files that posts name
+        self.direct = DirectMessages(self)  # /kithnet/dm/1 (kithnet/node/direct.py)
 
     async def _keep_trust_warm(self) -> None:
         """Recompute this member's trust soon after references arrive, so that asking
