@@ -253,7 +253,8 @@ NODE_COMMANDS = {
     "community.announce": True,
     "directory": False,
     "directory.refresh": True,
-    "community.invites": True,  # withdrawing one is a record for the members
+    "community.invites": False,
+    "community.invites.withdraw": True,
     "community.log": False,
     "community.remove": True,
     "react": True,
@@ -643,6 +644,8 @@ def _cmd_community_ban(args: argparse.Namespace) -> int:
                 f"the other members moved to a new key (epoch {result['key_epoch']}); "
                 f"{args.member} cannot read what is posted from now on"
             )
+        for note in result.get("notes", []):
+            print(note)
     return 0
 
 
@@ -657,7 +660,9 @@ def _cmd_community_leave(args: argparse.Namespace) -> int:
 
 def _cmd_community_invites(args: argparse.Namespace) -> int:
     result = _node_command(
-        args, "community.invites", {"community": args.community, "withdraw": args.withdraw}
+        args,
+        "community.invites.withdraw" if args.withdraw else "community.invites",
+        {"community": args.community, "withdraw": args.withdraw},
     )
     if args.json:
         _print(result, True)

@@ -5,14 +5,21 @@ the subject hides a reference; a member mutes or blocks someone for themselves."
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from kithnet.core.envelope import Record, sign_record
 from kithnet.crypto.errors import CryptoError
-from kithnet.crypto.sealed import unseal
+from kithnet.crypto.invite import InviteCode
+from kithnet.crypto.sealed import seal, unseal
 from kithnet.localstore.errors import StoreError
+from kithnet.localstore.store import Store, now_ms
+from kithnet.node.answers import my_trust
 from kithnet.node.commands import CommandError, Commands
 from kithnet.node.node import Node
 from kithnet.node.sync import SyncError
@@ -259,7 +266,7 @@ def test_a_muted_member_disappears_from_my_feed_and_a_blocked_one_from_my_trust(
                 marked = await ann_commands.trust("Bob", add=True)
                 assert (marked["trust"], marked["path"]) == (1.0, ["Bob"])
                 ranked = await ann_commands.trust("Cal", skill="plumbing")
-                assert ranked["trust"] == 0  # blocked: no trust flows to or from Cal
+                assert ranked["trust"] == 0  # blocked: Cal is no seed, and nobody else vouched
                 assert (await ann_commands.trust("Bob", remove=True))["trust"] == 0
 
     run(scenario)
@@ -288,3 +295,249 @@ def test_the_new_commands_by_the_command_line_with_no_node_running(tmp_path: Pat
     assert wrong.returncode == 1
     assert wrong.stderr.strip().endswith("is a post, not a reference")
     assert "Traceback" not in wrong.stderr
+
+
+# A private community's key, built record by record, as members' stores see it.
+
+
+class _Night:
+    """Ann's private community "Night" with a moderator and members, as signed records
+    dated from a minute ago (`at(store, ms, **fields)`)."""
+
+    def __init__(self, folder: Path, *names: str) -> None:
+        self.stores = {name: new_store(folder, name) for name in ("Ann", *names)}
+        self.t = now_ms() - 60_000
+        ann = self.stores["Ann"]
+        genesis = self.at(ann, 0, kind="community", name="Night", visibility="private")
+        self.community = genesis.id
+        self.code = InviteCode.create(ann.identity, genesis.id, "Night", [], self.t + 10**9)
+        self.records = [
+            genesis,
+            self.at(
+                ann,
+                1,
+                kind="invite",
+                community=genesis.id,
+                invite_key=self.code.invite_key,
+                expires_at=self.t + 10**9,
+            ),
+        ]
+
+    def at(self, store: Store, ms: int, **fields: Any) -> Record:
+        return sign_record(store.identity, {"created_at": self.t + ms, **fields})
+
+    def key(self, author: str, ms: int, epoch: int, key: bytes, to: Iterable[str]) -> Record:
+        sealed = [
+            {"member": self.stores[n].identity.public_key, "box": seal(self.key_of(n), key)}
+            for n in to
+        ]
+        return self.at(
+            self.stores[author], ms, kind="key_update", community=self.community,
+            epoch=epoch, keys=sealed,
+        )  # fmt: skip
+
+    def key_of(self, name: str) -> bytes:
+        return self.stores[name].identity.public_key
+
+    def join(self, name: str, ms: int) -> Record:
+        return self.at(
+            self.stores[name], ms, kind="join", community=self.community,
+            invite_key=self.code.invite_key, proof=self.code.prove_join(self.key_of(name)),
+        )  # fmt: skip
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+
+
+def test_a_banned_moderator_cannot_make_members_adopt_a_backdated_key(tmp_path: Path) -> None:
+    """Mod, banned, signs a key_update dated before the ban with a far higher epoch,
+    sealing a key he knows to everyone: it is allowed where it is dated, but the key in
+    force stays the one the rekey after the ban gave."""
+    night = _Night(tmp_path, "Bob", "Mod")
+    ann = night.stores["Ann"]
+    c = night.community
+    k0, k1, evil = os.urandom(32), os.urandom(32), os.urandom(32)
+    night.records += [
+        night.at(
+            ann, 2, kind="role_grant", community=c, subject=night.key_of("Mod"), role="moderator"
+        ),
+        night.join("Bob", 3),
+        night.key("Ann", 4, 0, k0, ("Ann", "Bob", "Mod")),
+        night.at(
+            ann, 10_000, kind="moderation", community=c, action="ban", target=night.key_of("Mod")
+        ),
+        night.key("Ann", 10_001, 1, k1, ("Ann", "Bob")),
+    ]
+    backdated = night.key("Mod", 9_999, 99, evil, ("Ann", "Bob"))
+    for name in ("Ann", "Bob"):
+        store = night.stores[name]
+        assert all(o.status == "stored" for o in store.ingest([r.envelope for r in night.records]))
+        assert (store.community_key(c), store.community_key_epoch(c)) == (k1, 1)
+        store.ingest([backdated.envelope])
+        assert store.status_of(backdated.id) == ("allowed", "")  # Mod was a moderator then
+        assert (store.community_key(c), store.community_key_epoch(c)) == (k1, 1)
+        assert evil in [key for _, key in store.community_keys(c)]  # history, not in force
+    # A member who missed the rekey and gets the backdated record first moves on too.
+    late = new_store(tmp_path, "Late")
+    late.ingest([r.envelope for r in night.records[:4]])
+    late.ingest([backdated.envelope])
+    late.close()
+    night.close()
+
+
+def test_two_rekeys_at_once_end_on_the_same_key_everywhere(tmp_path: Path) -> None:
+    night = _Night(tmp_path, "Mod", "X", "Y")
+    c = night.community
+    night.records += [
+        night.at(
+            night.stores["Ann"],
+            2,
+            kind="role_grant",
+            community=c,
+            subject=night.key_of("Mod"),
+            role="moderator",
+        ),
+        night.join("X", 3),
+        night.join("Y", 4),
+    ]
+    by_ann = night.key("Ann", 100, 1, os.urandom(32), ("Ann", "X", "Y"))
+    by_mod = night.key("Mod", 101, 1, os.urandom(32), ("Mod", "X", "Y"))
+    held = []
+    for name, order in (("X", (by_ann, by_mod)), ("Y", (by_mod, by_ann))):
+        store = night.stores[name]
+        store.ingest([r.envelope for r in night.records])
+        for record in order:
+            store.ingest([record.envelope])
+            store.community_key(c)
+        held.append(store.community_key(c))
+    assert held[0] == held[1]  # the later record's key, whatever the arrival order
+    night.close()
+
+
+def test_a_key_update_allowed_late_still_gives_the_key(tmp_path: Path) -> None:
+    """A rekey by a moderator whose role arrives after it is refused at first; once
+    the role arrives it is allowed, and the key it seals is the one in force."""
+    night = _Night(tmp_path, "Mod", "Bob")
+    c = night.community
+    k0, k1 = os.urandom(32), os.urandom(32)
+    grant = night.at(night.stores["Ann"], 2, kind="role_grant", community=c,
+                     subject=night.key_of("Mod"), role="moderator")  # fmt: skip
+    bob = night.stores["Bob"]
+    bob.ingest([r.envelope for r in night.records] + [night.join("Bob", 3).envelope])
+    bob.ingest([night.key("Ann", 4, 0, k0, ("Ann", "Bob")).envelope])
+    rekey = night.key("Mod", 100, 1, k1, ("Ann", "Bob"))
+    bob.ingest([rekey.envelope])
+    assert bob.community_key(c) == k0
+    bob.ingest([night.key("Ann", 200, 0, k0, ("Bob",)).envelope])  # a later look
+    assert bob.community_key(c) == k0
+    bob.ingest([grant.envelope])
+    assert bob.status_of(rekey.id) == ("allowed", "")
+    # The welcome sealed at 200 is newer than the rekey at 100: it stays in force...
+    assert bob.community_key(c) == k0
+    # ... until the next key_update, as a moderator's node reseals after a rekey.
+    bob.ingest([night.key("Mod", 300, 1, k1, ("Bob",)).envelope])
+    assert (bob.community_key(c), bob.community_key_epoch(c)) == (k1, 1)
+    night.close()
+
+
+def test_trust_is_recomputed_when_a_late_record_lets_a_reference_in(tmp_path: Path) -> None:
+    """A reference waits for its author's join, which waits for the invite: when the
+    invite arrives the reference takes effect, and trust counts it at once."""
+    me, ann, bob, cal = (new_store(tmp_path, n) for n in ("Me", "Ann", "Bob", "Cal"))
+    t = now_ms() - 60_000
+
+    def at(store: Store, ms: int, **fields: Any) -> Record:
+        return sign_record(store.identity, {"created_at": t + ms, **fields})
+
+    genesis = at(ann, 0, kind="community", name="Lane", visibility="public")
+    code = InviteCode.create(ann.identity, genesis.id, "Lane", [], expires_at=t + 10**9)
+    invite = at(ann, 1, kind="invite", community=genesis.id, invite_key=code.invite_key,
+                expires_at=t + 10**9)  # fmt: skip
+    join = at(bob, 2, kind="join", community=genesis.id, invite_key=code.invite_key,
+              proof=code.prove_join(bob.identity.public_key))  # fmt: skip
+    reference = at(bob, 3, kind="reference", community=genesis.id,
+                   subject=cal.identity.public_key, skill="plumbing", text="Good",
+                   relationship="hired")  # fmt: skip
+    me.mark(bob.identity.public_key, "trust")
+    me.ingest([genesis.envelope, join.envelope, reference.envelope])
+    assert cal.identity.public_key not in my_trust(me)[2]
+    me.ingest([invite.envelope])
+    assert me.status_of(reference.id) == ("allowed", "")
+    assert my_trust(me)[2][cal.identity.public_key].trust == 0.5
+    for store in (me, ann, bob, cal):
+        store.close()
+
+
+def test_members_offline_at_a_ban_catch_up_after_a_restart_and_a_left_member_cannot() -> None:
+    """Bob is away when Ann bans Cal; Ann's node restarts; Bob comes back on the old
+    key and gets the new one from Ann's node, which still answers the old handle to
+    members. Dee, who left before the ban, is refused under the old handle."""
+
+    async def scenario(folder: Path) -> None:
+        with (
+            new_store(folder, "Ann") as ann,
+            new_store(folder, "Bob") as bob,
+            new_store(folder, "Cal") as cal,
+            new_store(folder, "Dee") as dee,
+        ):
+            async with Peer.running(ann.identity) as ann_peer:
+                ann_commands = Commands(Node(ann, ann_peer))
+                made = await ann_commands.community_create("Night", private=True)
+                community = bytes.fromhex(made["id"])
+                for store in (bob, cal, dee):
+                    async with Peer.running(store.identity) as peer:
+                        code = (await ann_commands.invite_create("Night", uses=1))["code"]
+                        assert (await Commands(Node(store, peer)).join(code))["status"] == "joined"
+                async with Peer.running(dee.identity) as dee_peer:
+                    dee_node = Node(dee, dee_peer)
+                    await dee_node.follow(community)
+                    await dee_peer.connect(ann_peer.addresses()[0])
+                    await Commands(dee_node).community_leave("Night")
+                    await dee_node.sync(ann_peer.peer_id, community)
+                    assert not ann.is_member(community, dee.identity.public_key)
+                banned = await ann_commands.community_ban("Night", "Cal")
+                assert banned["key_epoch"] == 1
+                await ann_commands.post("Night", "After the ban")
+            async with (
+                Peer.running(ann.identity) as ann_peer,
+                Peer.running(bob.identity) as bob_peer,
+                Peer.running(dee.identity) as dee_peer,
+            ):
+                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+                dee_node = Node(dee, dee_peer)
+                assert await ann_node.follow(community)
+                assert await bob_node.follow(community)
+                assert bob.community_key_epoch(community) == 0
+                await bob_peer.connect(ann_peer.addresses()[0])
+                await bob_node.sync(ann_peer.peer_id, community)
+                await _wait(lambda: bob.community_key_epoch(community) == 1, "Bob's new key")
+                assert "After the ban" in [p.text for p in bob.feed(community).posts]
+
+                await dee_node.follow(community)
+                await dee_peer.connect(ann_peer.addresses()[0])
+                with pytest.raises((SyncError, P2PError)):
+                    await dee_node.sync(ann_peer.peer_id, community, timeout=10)
+                assert "After the ban" not in [p.text for p in dee.feed(community).posts]
+
+    run(scenario)
+
+
+def test_a_member_let_back_after_a_ban_gets_the_key_in_force() -> None:
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Cal") as cal:
+            async with Peer.running(ann.identity) as ann_peer, Peer.running(cal.identity) as cp:
+                ann_commands, cal_node = Commands(Node(ann, ann_peer)), Node(cal, cp)
+                made = await ann_commands.community_create("Night", private=True)
+                community = bytes.fromhex(made["id"])
+                code = (await ann_commands.invite_create("Night", uses=1))["code"]
+                assert (await Commands(cal_node).join(code))["status"] == "joined"
+                banned = await ann_commands.community_ban("Night", "Cal")
+                assert any("withdrew invite" in note for note in banned["notes"]) is False
+                assert cal.community_key_epoch(community) == 0
+                await ann_commands.community_ban("Night", "Cal", unban=True)
+                await cal_node.sync(ann_peer.peer_id, community)
+                await _wait(lambda: cal.community_key_epoch(community) == 1, "Cal's key")
+                assert cal.community_key(community) == ann.community_key(community)
+
+    run(scenario)

@@ -38,6 +38,11 @@ from kithnet.core.envelope import Record, decode_stored
 Pos = tuple[int, bytes]
 Trigger = tuple[Any, ...]
 
+# Kinds whose judgement may change the references in effect (trust's graph).
+_GRAPH_KINDS = frozenset(
+    {"reference", "reference_revoke", "moderation", "join", "leave", "role_grant", "role_revoke"}
+)
+
 # Kinds that change what authority knows; out of order, they mean judging again.
 _CONTROL_KINDS = frozenset({"community", "role_grant", "role_revoke", "join", "leave", "invite"})
 
@@ -100,6 +105,9 @@ class Judge:
         self._buffered_seq: dict[bytes, int] = {}
         self._next_seq = 1
         self._any_pending = True
+        # Set when the references in effect may have changed (the store's trust cache
+        # reads it): a reference or what decides one was judged, or a community again.
+        self.graph_changed = False
 
     def forget(self) -> None:
         """Drop everything cached or queued: the transaction it belonged to failed."""
@@ -274,6 +282,7 @@ class Judge:
 
     def rejudge(self, community_id: bytes) -> None:
         """Forget a community's derived state and judge all its records again."""
+        self.graph_changed = True
         db = self.db
         self._flush_rows()
         self._communities.pop(community_id, None)
@@ -370,6 +379,8 @@ class Judge:
 
     def _set_status(self, record: Record, decision: Decision) -> None:
         self.decided[record.id] = decision
+        if record.kind in _GRAPH_KINDS:
+            self.graph_changed = True
         row = self._unstored.pop(record.id, None)
         if decision.verdict is Verdict.PENDING:
             if row is not None and self._pending_count >= self.max_pending:

@@ -86,22 +86,6 @@ class Outcome:
     message: str = ""
 
 
-# Kinds whose arrival may change the references in effect: a reference, its revocation,
-# and what decides whether a pending one is allowed (membership, roles, moderation).
-_GRAPH_KINDS = frozenset(
-    {
-        "reference",
-        "reference_revoke",
-        "join",
-        "leave",
-        "moderation",
-        "role_grant",
-        "role_revoke",
-        "community",
-    }
-)
-
-
 def _schema_files() -> list[tuple[int, str]]:
     folder = resources.files("kithnet.localstore").joinpath("schema")
     found = []
@@ -259,6 +243,7 @@ class Store(DirectoryStore, BlobStore):
         self._judge = Judge(db, self.identity.public_key, MAX_PENDING)
         self._peer_ids: dict[bytes, str] = {}  # member key -> libp2p peer id, computed once
         self._key_scan: dict[bytes, int] = {}  # community -> key_update seq looked at
+        self._key_offers: dict[bytes, dict[bytes, tuple[int, int, bytes, bytes]]] = {}
         # Changes whenever the references in effect may have changed (see vouches()).
         self.graph_generation = 0
         self._vouches: tuple[int, list[Edge]] | None = None
@@ -464,8 +449,9 @@ class Store(DirectoryStore, BlobStore):
                     for _, r in new
                 ],
             )
-            if any(record.kind in _GRAPH_KINDS for _, record in new):
+            if self._judge.graph_changed:
                 self.graph_generation += 1
+                self._judge.graph_changed = False
             self._index_attachments(r for _, r in new)
             decided = self._judge.decided
             for index, record in new:
@@ -797,23 +783,73 @@ class Store(DirectoryStore, BlobStore):
 
     # Private communities --------------------------------------------------------------
 
-    def community_key(self, community: bytes) -> bytes | None:
-        """The newest content key of a private community this member holds: keys of
-        newer epochs are first opened from `key_update` records sealed to this member
-        (records arrived since the last look only)."""
+    def community_keys(self, community: bytes) -> list[tuple[int, bytes]]:
+        """Every content key of a private community this member holds, as (epoch, key),
+        the one in force last.
+
+        Keys come from `key_update` records sealed to this member that are in effect.
+        The key in force is the one from the newest such record by (created_at, id),
+        not the highest epoch: the judge allows a `key_update` only while its author
+        holds a role, so a moderator who has been banned or demoted cannot date one
+        after the ban, and one dated before loses to the rekey that followed the ban.
+        Two moderators rekeying at once also end on the same key everywhere (the
+        later record's). Epochs only label keys."""
+        allowed = self._allowed_offers(community)
+        if allowed:
+            held: dict[bytes, tuple[int, bytes]] = {}
+            for epoch, _created_at, _rid, key in allowed:
+                held.pop(key, None)  # a key sealed again moves to its newest place
+                held[key] = (epoch, key)
+            return list(held.values())
+        rows = self.db.execute(
+            "SELECT epoch, key FROM community_keys WHERE community = ? ORDER BY epoch",
+            (community,),
+        ).fetchall()
+        return [(int(epoch), bytes(key)) for epoch, key in rows]
+
+    def _allowed_offers(self, community: bytes) -> list[tuple[int, int, bytes, bytes]]:
+        """(epoch, created_at, record id, key) sealed to this member and in effect,
+        oldest first."""
+        offers = self._key_offers_for(community)
+        statuses = self._statuses(list(offers)) if offers else {}
+        return sorted(
+            (offer for rid, offer in offers.items() if statuses.get(rid, ("",))[0] == "allowed"),
+            key=lambda offer: (offer[1], offer[2]),
+        )
+
+    def key_in_force(self, community: bytes) -> tuple[int, int, bytes, bytes] | None:
+        """(epoch, created_at, record id, key) of the `key_update` that gave this member
+        the key in force, if a record did."""
+        allowed = self._allowed_offers(community)
+        return allowed[-1] if allowed else None
+
+    def sealed_since(self, community: bytes, created_at: int, epoch: int) -> set[bytes]:
+        """Members a `key_update` in effect, dated at or after `created_at` and of
+        `epoch` or later, seals a key to (the key in force, or a later one)."""
+        found: set[bytes] = set()
+        for (envelope,) in self.db.execute(
+            "SELECT envelope FROM records WHERE community = ? AND kind = 'key_update'"
+            " AND status = 'allowed' AND created_at >= ?",
+            (community, created_at),
+        ):
+            record = decode_stored(envelope)
+            if record.fields["epoch"] >= epoch:
+                found.update(entry["member"] for entry in record.fields["keys"])
+        return found
+
+    def _key_offers_for(self, community: bytes) -> dict[bytes, tuple[int, int, bytes, bytes]]:
+        """record id -> (epoch, created_at, id, key) of every `key_update` sealed to this
+        member, whatever its status (a status may change later); opened once each."""
+        offers = self._key_offers.setdefault(community, {})
         seen = self._key_scan.get(community, 0)
         rows = self.db.execute(
             "SELECT seq, envelope FROM records WHERE community = ? AND kind = 'key_update'"
-            " AND status = 'allowed' AND seq > ? ORDER BY seq",
+            " AND seq > ? ORDER BY seq",
             (community, seen),
         ).fetchall()
-        held = self.community_key_epoch(community) if rows else 0
         for seq, envelope in rows:
             seen = max(seen, seq)
             record = decode_stored(envelope)
-            epoch = record.fields["epoch"]
-            if epoch < held:
-                continue
             for entry in record.fields["keys"]:
                 if entry["member"] != self.identity.public_key:
                     continue
@@ -822,20 +858,19 @@ class Store(DirectoryStore, BlobStore):
                 except CryptoError:
                     continue
                 if len(key) == 32:
-                    self.set_community_key(community, epoch, key)
-                    held = max(held, epoch)
+                    offers[record.id] = (record.fields["epoch"], record.created_at, record.id, key)
         self._key_scan[community] = seen
-        row = self.db.execute(
-            "SELECT key FROM community_keys WHERE community = ? ORDER BY epoch DESC LIMIT 1",
-            (community,),
-        ).fetchone()
-        return bytes(row[0]) if row is not None else None
+        return offers
+
+    def community_key(self, community: bytes) -> bytes | None:
+        """The content key in force of a private community, if this member holds one."""
+        keys = self.community_keys(community)
+        return keys[-1][1] if keys else None
 
     def community_key_epoch(self, community: bytes) -> int:
-        row = self.db.execute(
-            "SELECT max(epoch) FROM community_keys WHERE community = ?", (community,)
-        ).fetchone()
-        return int(row[0] or 0)
+        """The epoch of the key in force (0 if none)."""
+        keys = self.community_keys(community)
+        return keys[-1][0] if keys else 0
 
     def is_member(self, community: bytes, member: bytes) -> bool:
         """Joined (or holding a role) and not banned."""
@@ -911,6 +946,7 @@ class Store(DirectoryStore, BlobStore):
             "SELECT r.author, r.subject, r.skill FROM refs AS r INDEXED BY refs_graph"
             " WHERE r.id NOT IN (SELECT target FROM records INDEXED BY records_revokes"
             "  WHERE kind = 'reference_revoke' AND status = 'allowed')"
+            " AND (r.community, r.id) NOT IN (SELECT community, record_id FROM removed)"
             " AND r.author NOT IN (SELECT member FROM marks WHERE mark = 'block')"
         ).fetchall()
         self._vouches = (self.graph_generation, rows)
@@ -1096,6 +1132,28 @@ class Store(DirectoryStore, BlobStore):
 
     def moderation_log(self, community: bytes) -> list[views.ModerationEntry]:
         return views.moderation_log(self.db, community)
+
+    def my_reaction(self, post: bytes, emoji: str) -> bytes | None:
+        """The id of this member's reaction `emoji` to `post` in effect, if any."""
+        row = self.db.execute(
+            "SELECT id FROM reactions WHERE target = ? AND author = ? AND emoji = ?"
+            " AND deleted = 0",
+            (post, self.identity.public_key, emoji),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def post_tags(self, post: bytes) -> list[str]:
+        """A post's tags as they stand (after edits)."""
+        row = self.db.execute("SELECT tags FROM posts WHERE id = ?", (post,)).fetchone()
+        return row[0].split() if row and row[0] else []
+
+    def invite_keys_used_by(self, community: bytes, member: bytes) -> set[bytes]:
+        """The invites `member` joined `community` with."""
+        rows = self.db.execute(
+            "SELECT envelope FROM records WHERE community = ? AND author = ? AND kind = 'join'",
+            (community, member),
+        ).fetchall()
+        return {decode_stored(envelope).fields["invite_key"] for (envelope,) in rows}
 
     def invites(self, community: bytes) -> list[views.Invite]:
         return views.invites(self.db, community)

@@ -112,6 +112,7 @@ class Commands(BlobCommands):
             "community.ban": self.community_ban,
             "community.leave": self.community_leave,
             "community.invites": self.community_invites,
+            "community.invites.withdraw": self.community_invites,
             "community.log": self.community_log,
             "community.remove": self.community_remove,
             "react": self.react,
@@ -316,21 +317,57 @@ class Commands(BlobCommands):
             fields["reason"] = reason
         record, reached = await self._publish(fields, target.id)
         key_epoch = None
-        if not unban and target.visibility == "private" and await self.node.follow(target.id):
-            # The remaining members move to a new key the banned member cannot open.
-            updates = await self.node.rekey(target.id)
-            key_epoch = updates[0].fields["epoch"]
-            if self.temporary:
-                for peer_id in sorted(self.node.community_peers(target.id)):
-                    await self.node.sync_logged(peer_id, target.id, COMMAND_SYNC_TIMEOUT)
+        notes: list[str] = []
+        if not unban and target.visibility == "private":
+            if await self.node.follow(target.id):
+                # The remaining members move to a new key the banned member cannot open.
+                # A node started for this command catches members up under the old
+                # key first: they need the new key before they can follow it.
+                updates = await self.node.rekey(target.id, switch=not self.temporary)
+                key_epoch = updates[0].fields["epoch"]
+                if self.temporary:
+                    await self.node.flush()
+                    for peer_id in sorted(self.node.community_peers(target.id)):
+                        await self.node.sync_logged(peer_id, target.id, COMMAND_SYNC_TIMEOUT)
+                    await self.node.check_key(target.id)
+            else:
+                notes.append("this node does not hold the community's key, so it could not rekey")
+            notes += await self._close_invites_of(target.id, subject)
+        elif unban and target.visibility == "private" and await self.node.follow(target.id):
+            await self.node.reseal(target.id)  # the key in force, to the member let back
         return {
             "id": record.id.hex(),
             "key_epoch": key_epoch,
+            "notes": notes,
             "action": fields["action"],
             "member": subject.hex(),
             "community_name": target.name,
             "members_online": reached,
         }
+
+    async def _close_invites_of(self, community: bytes, member: bytes) -> list[str]:
+        """After a ban in a private community: withdraw the invite the banned member
+        joined with if this member issued it and it is still open (else say so), so
+        the code cannot let them in again under a new identity."""
+        notes = []
+        now = now_ms()
+        used = self.store.invite_keys_used_by(community, member)
+        for invite in self.store.invites(community):
+            if invite.invite_key not in used or invite.withdrawn or now >= invite.expires_at:
+                continue
+            if invite.max_uses is not None and invite.uses >= invite.max_uses:
+                continue
+            if invite.issuer == self.store.identity.public_key:
+                await self._publish(
+                    {"kind": "delete", "community": community, "target": invite.id}, community
+                )
+                notes.append(f"withdrew invite {invite.id.hex()[:12]}, which they joined with")
+            else:
+                notes.append(
+                    f"invite {invite.id.hex()[:12]}, which they joined with, is still open: "
+                    f"{invite.issuer_name or 'its issuer'} can withdraw it"
+                )
+        return notes
 
     async def community_leave(self, community: str) -> dict[str, Any]:
         target = self.resolve(community)
@@ -653,13 +690,13 @@ class Commands(BlobCommands):
     async def react(self, post: str, emoji: str, undo: bool = False) -> dict[str, Any]:
         """React to a post with an emoji, or withdraw this member's reaction."""
         target = self.record(post, kinds=("post",))
+        mine = self.store.my_reaction(target.id, emoji)
         if undo:
-            mine = self.store.own_record(
-                target.community or b"", "reaction", target=target.id, emoji=emoji
-            )
             if mine is None:
                 raise CommandError(f"you have not reacted {emoji} to that post")
-            return await self._publish_about({"kind": "delete", "target": mine.id}, target)
+            return await self._publish_about({"kind": "delete", "target": mine}, target)
+        if mine is not None:
+            raise CommandError(f"you have already reacted {emoji} to that post")
         return await self._publish_about(
             {"kind": "reaction", "target": target.id, "emoji": emoji}, target
         )
@@ -669,7 +706,7 @@ class Commands(BlobCommands):
         target = self.record(post, kinds=("post",))
         self._own(target, "edit")
         fields: dict[str, Any] = {"kind": "edit", "target": target.id, "text": text}
-        tags = skills if skills is not None else target.fields.get("tags")
+        tags = skills if skills is not None else self.store.post_tags(target.id)
         if tags:
             fields["tags"] = list(tags)
         return await self._publish_about(fields, target)
@@ -805,6 +842,10 @@ class Commands(BlobCommands):
         if member is not None:
             subject = self._someone_else(member, "mute or block")
             marks = self.store.marks()
+            if marks.get(subject) == "trust" and not undo:
+                raise CommandError(
+                    f"you trust {member} yourself: `kithnet trust {member} --remove` first"
+                )
             if undo:
                 if marks.get(subject) in ("mute", "block"):
                     self.store.mark(subject, None)
@@ -859,6 +900,8 @@ class Commands(BlobCommands):
         if add or remove:
             subject = self._someone_else(member, "mark as trusted")
             current = self.store.marks().get(subject)
+            if add and current in ("mute", "block"):
+                raise CommandError(f"you {current}d {member}: `kithnet mute {member} --undo` first")
             if add:
                 self.store.mark(subject, "trust")
             elif current == "trust":

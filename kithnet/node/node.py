@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from kithnet.crypto.community import handle as community_handle
 from kithnet.crypto.community import open_gossip, seal_gossip
 from kithnet.crypto.errors import CryptoError
 from kithnet.crypto.identity import peer_id as peer_id_of
+from kithnet.crypto.identity import public_key_of_peer
 from kithnet.crypto.sealed import seal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
@@ -65,6 +66,8 @@ MAX_SYNCS_PER_PEER = 4  # sync streams one peer may have open with us at once
 TRUST_WARM_DELAY = 1.0  # after records arrive, wait this long before updating trust
 TRUST_WARM_GAP = 5.0  # and update it at most this often
 KEYS_PER_UPDATE = 400  # sealed keys in one key_update record (the kind's limit)
+# Records that may change who holds a private community's key, or which key is in force.
+_KEY_KINDS = frozenset({"key_update", "join", "moderation", "role_grant"})
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,9 @@ class Node:
         self.announce = announce  # tell peers our addresses (not for a short-lived node)
         self.following: set[bytes] = set()
         self.relayed_addresses: list[str] = []  # /p2p-circuit addresses, if behind a relay
-        self._keys: dict[bytes, bytes] = {}  # private community -> its content key
+        self._keys: dict[bytes, bytes] = {}  # private community -> the key in force
+        self._rekey_locks: dict[bytes, trio.Lock] = {}
+        self._key_checks: set[bytes] = set()  # private communities with a check queued
         self._by_handle: dict[bytes, bytes] = {}  # private community handle -> community
         self._topic_keys: dict[str, bytes] = {}  # private topic -> the key its data uses
         self.dropped: Counter[str] = Counter()
@@ -149,12 +154,13 @@ class Node:
         warmed = -1
         while True:
             await self._arrival.wait()
-            await trio.sleep(TRUST_WARM_DELAY)  # let a burst of arrivals finish
-            if self.store.graph_generation != warmed:
+            # Arrivals during the pauses below are caught by looking again after them.
+            while self.store.graph_generation != warmed:
+                await trio.sleep(TRUST_WARM_DELAY)  # let a burst of arrivals finish
                 warmed = self.store.graph_generation
                 try:
                     my_trust(self.store)
-                except StoreError as exc:
+                except Exception as exc:  # a damaged or full store: the next ask says so
                     log.warning("could not update trust: %s", exc)
                 await trio.sleep(TRUST_WARM_GAP)
 
@@ -194,7 +200,7 @@ class Node:
             self.dropped["waiting"] += 1
             return "ignore"
         for _, record in batch.records:
-            if record.kind == "key_update" and record.community in self._keys:
+            if record.kind in _KEY_KINDS and record.community in self._keys:
                 self._check_key_soon(record.community)
         self._arrival.set()
         self._arrival = trio.Event()
@@ -210,22 +216,21 @@ class Node:
             return True
         info = self.store.community(community)
         if info is not None and info.visibility == "private":
-            key = self.store.community_key(community)
-            if key is None:
+            if self.store.community_key(community) is None:
                 return False
             self.following.add(community)
-            await self._use_key(community, key)
+            await self.check_key(community)
             return True
         self.following.add(community)
         await self.peer.subscribe(community_topic(community), self._validate, self._on_message)
         return True
 
-    async def _use_key(self, community: bytes, key: bytes) -> None:
-        """Send a private community's records under `key` from now on, on the topic its
-        handle names. Topics of earlier keys stay subscribed, so records from members who
-        have not moved yet still arrive; each is opened with its own key."""
+    async def _listen_under(self, community: bytes, key: bytes) -> None:
+        """Answer a private community under `key` too: its handle names the community
+        in sync, and its topic is subscribed, each message opened with that key. Keys
+        before the one in force stay, so members who have not moved yet still reach us
+        and we them."""
         wire = community_handle(key)
-        self._keys[community] = key
         self._by_handle[wire] = community
         topic = private_topic(wire)
         if topic in self._topic_keys:
@@ -243,43 +248,51 @@ class Node:
         await self.peer.subscribe(topic, validate, self._on_message)
 
     async def check_key(self, community: bytes) -> bool:
-        """Move to a private community's newer key if one sealed to this member has
-        arrived (after a ban, say); True if it moved."""
-        if community not in self._keys:
+        """Send a private community's records under the key in force (the newest sealed
+        to this member, see Store.community_keys), listening under every key it holds;
+        True if the key in force changed (after a ban, say)."""
+        keys = self.store.community_keys(community)
+        if not keys:
             return False
-        key = self.store.community_key(community)
-        if key is None or key == self._keys[community]:
+        for _epoch, key in keys:
+            await self._listen_under(community, key)
+        current = keys[-1][1]
+        if self._keys.get(community) == current:
             return False
-        log.info("community %s moved to a new key", community.hex()[:12])
-        await self._use_key(community, key)
+        if community in self._keys:
+            log.info("community %s moved to a new key", community.hex()[:12])
+        self._keys[community] = current
         return True
 
     def _check_key_soon(self, community: bytes) -> None:
+        """check_key and reseal in the background, once for arrivals close together."""
+        if community in self._key_checks:
+            return
+        self._key_checks.add(community)
+
         async def check() -> None:
             try:
+                await trio.sleep(0)  # let the rest of the batch be stored first
+                self._key_checks.discard(community)
                 await self.check_key(community)
-            except (StoreError, P2PError) as exc:
-                log.warning("could not move to the community's new key: %s", exc)
+                await self.reseal(community)
+            except Exception as exc:  # a full disk, a host going down: try again later
+                log.warning("could not update the community's key: %s", exc)
 
         self.peer.start_soon(check)
 
-    async def rekey(self, community: bytes) -> list[Record]:
-        """Give a private community a new content key, sealed to each remaining member
-        (after a ban): the `key_update` records travel under the old key, then this node
-        sends under the new one. A banned member cannot open the new key."""
-        if community not in self._keys:
-            raise ValueError("not a private community whose key this member holds")
-        me = self.store.identity.public_key
-        members = sorted(
-            {
-                m.member
-                for m in self.store.members(community)
-                if not m.banned and (m.roles or self.store.is_member(community, m.member))
-            }
-            | {me}
+    def _key_holders(self, community: bytes) -> list[bytes]:
+        """Who should hold a private community's key: owners, moderators and members
+        who joined, none of them banned."""
+        return sorted(
+            m.member
+            for m in self.store.members(community)
+            if not m.banned and (m.roles or self.store.is_member(community, m.member))
         )
-        epoch = self.store.community_key_epoch(community) + 1
-        key = secretbox.new_key()
+
+    async def _seal_key(
+        self, community: bytes, epoch: int, key: bytes, members: Sequence[bytes]
+    ) -> list[Record]:
         sealed = [{"member": m, "box": seal(m, key)} for m in members]
         records = []
         for start in range(0, len(sealed), KEYS_PER_UPDATE):
@@ -293,10 +306,46 @@ class Node:
                     }
                 )
             )
-        self.store.set_community_key(community, epoch, key)
-        await self.flush()
-        await self._use_key(community, key)
         return records
+
+    async def rekey(self, community: bytes, *, switch: bool = True) -> list[Record]:
+        """Give a private community a new content key, sealed to each remaining member
+        (after a ban). The `key_update` records go out under the old key, which every
+        remaining member holds; this node then sends under the new one at once
+        (`switch`), or when the caller calls check_key. A banned member cannot open
+        the new key. One rekey of a community at a time."""
+        async with self._rekey_locks.setdefault(community, trio.Lock()):
+            if community not in self._keys:
+                raise ValueError("not a private community whose key this member holds")
+            me = self.store.identity.public_key
+            members = sorted(set(self._key_holders(community)) | {me})
+            epoch = self.store.community_key_epoch(community) + 1
+            key = secretbox.new_key()
+            records = await self._seal_key(community, epoch, key, members)
+            self.store.set_community_key(community, epoch, key)
+            if switch:
+                await self.check_key(community)
+            return records
+
+    async def reseal(self, community: bytes) -> list[Record]:
+        """An owner's or moderator's node seals the key in force to members who should
+        hold it and have no sealed copy of it or a later one: joins judged after a
+        rekey, members unbanned, newcomers welcomed under an older key."""
+        info = self.store.community(community)
+        keys = self.store.community_keys(community)
+        if info is None or not info.roles or not keys or community not in self._keys:
+            return []
+        async with self._rekey_locks.setdefault(community, trio.Lock()):
+            found = self.store.key_in_force(community)
+            if found is None:
+                return []
+            epoch, created_at, _record, key = found
+            have = self.store.sealed_since(community, created_at, epoch)
+            missing = [m for m in self._key_holders(community) if m not in have]
+            if not missing:
+                return []
+            log.info("sealing the key of %s to %d members", community.hex()[:12], len(missing))
+            return await self._seal_key(community, epoch, key, missing)
 
     def topic_of(self, community: bytes) -> str | None:
         """A community's gossip topic: from its id if public, from its key if private
@@ -333,12 +382,15 @@ class Node:
         community = self._resolve(wire)
         if community is None or community not in self._keys:
             return community
-        banned = {
-            self.store.peer_id_of(m.member) for m in self.store.members(community) if m.banned
-        }
+        member = public_key_of_peer(asker)
+        known = {m.member: m for m in self.store.members(community)}
+        entry = known.get(member) if member is not None else None
+        if entry is not None and entry.banned:
+            self.dropped["not_a_member"] += 1
+            return None
         current = wire == community_handle(self._keys[community])
-        if asker in banned or (
-            not current and asker not in self.store.member_peer_ids([community])
+        if not current and not (
+            entry is not None and (entry.roles or self.store.is_member(community, entry.member))
         ):
             self.dropped["not_a_member"] += 1
             return None
@@ -691,7 +743,8 @@ class Node:
 
     async def _welcome(self, community: bytes, key: bytes, record: Record) -> list[Any]:
         welcome = self.store.welcome_envelopes(community, record.fields["invite_key"])
-        epoch = self.store.community_key_epoch(community)
+        keys = self.store.community_keys(community)
+        epoch, key = keys[-1] if keys else (0, key)  # the key in force, with its epoch
         sealed = self.store.key_sealed_to(community, record.author, epoch)
         if sealed is None:
             sealed = await self.post(
@@ -744,7 +797,9 @@ class Node:
         if client.received:
             self._arrival.set()
             self._arrival = trio.Event()
-            await self.check_key(community)
+            if community in self._keys:
+                await self.check_key(community)
+                self._check_key_soon(community)  # and reseal, in the background
         return client
 
     async def sync_logged(
