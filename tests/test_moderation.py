@@ -337,7 +337,8 @@ class _Night:
         )  # fmt: skip
 
     def key_of(self, name: str) -> bytes:
-        return self.stores[name].identity.public_key
+        key: bytes = self.stores[name].identity.public_key
+        return key
 
     def join(self, name: str, ms: int) -> Record:
         return self.at(
