@@ -194,3 +194,34 @@ def test_a_restored_store_can_read_its_private_communities_again(tmp_path: Path)
         write_backup(store, tmp_path / "b", PASSPHRASE)
     with restore_backup(tmp_path / "b", PASSPHRASE, tmp_path / "new", kdf=FAST_KDF) as restored:
         assert restored.community_key(genesis.id) == key  # opened from the sealed record
+
+
+def test_a_backup_keeps_messages_marks_settings_and_pictures(tmp_path: Path) -> None:
+    """What is not a record is the member's too: their direct messages, whom they muted
+    or trust, their limits, and the pictures and files they hold (checked against their
+    hashes when restored)."""
+    other = Store.create(tmp_path / "other", PASSPHRASE, name="Other", kdf=FAST_KDF)
+    with new_store(tmp_path) as store:
+        sent = sign_record(
+            store.identity,
+            {
+                "kind": "dm",
+                "recipient": other.identity.public_key,
+                "box": b"\x00" * 64,
+                "created_at": NOW_MS,
+            },
+        )
+        store.messages.add_sent(sent, "See you at the allotment", NOW_MS)
+        store.mark(other.identity.public_key, "mute")
+        store.set_setting("blob_max_size", 3 * 1024 * 1024)
+        picture = random.Random(3).randbytes(2 * 1024 * 1024 + 17)
+        blob = store.add_blob(picture, "image/png")
+        write_backup(store, tmp_path / "b", PASSPHRASE)
+        conversations = store.messages.conversations()
+    other.close()
+    with restore_backup(tmp_path / "b", PASSPHRASE, tmp_path / "new", kdf=FAST_KDF) as restored:
+        assert restored.messages.conversations() == conversations
+        assert restored.marks() == {other.identity.public_key: "mute"}
+        assert restored.setting("blob_max_size") == 3 * 1024 * 1024
+        assert b"".join(restored.blob_chunks(blob)) == picture
+        assert restored.has_blob(blob)

@@ -36,7 +36,8 @@ from kithnet.localstore.files import HEADER_NAME, derive_keys, fsync_dir
 from kithnet.localstore.store import Store
 
 MAGIC = b"KITHNET-BACKUP\n"
-VERSION = 1
+VERSION = 2  # 2: also direct messages, marks, settings and pictures and files
+READABLE_VERSIONS = (1, 2)
 MAX_HEADER = 4096
 HEADER_SUM = 16
 MAX_CHUNK = 64 * 1024 * 1024
@@ -70,6 +71,20 @@ def write_backup(store: Store, path: Path | str, passphrase: str) -> int:
             for batch in store.envelopes(batch=RECORDS_PER_CHUNK):
                 _push(out, state, {"records": batch}, b"", _TAG_MESSAGE)
                 count += len(batch)
+            for name, rows in _tables(store):
+                _push(out, state, {name: rows}, b"", _TAG_MESSAGE)
+            for blob, size, mime in store.db.execute(
+                "SELECT hash, size, mime FROM blobs WHERE complete = 1 ORDER BY hash"
+            ).fetchall():
+                _push(out, state, {"blob": [blob, size, mime]}, b"", _TAG_MESSAGE)
+                piece = bytearray()
+                for data in store.blob_chunks(blob):
+                    piece += data
+                    if len(piece) >= BLOB_PIECE:
+                        _push(out, state, {"blob_data": bytes(piece)}, b"", _TAG_MESSAGE)
+                        piece.clear()
+                if piece:
+                    _push(out, state, {"blob_data": bytes(piece)}, b"", _TAG_MESSAGE)
             _push(out, state, {"end": count}, b"", _TAG_FINAL)
             out.flush()
             os.fsync(out.fileno())
@@ -80,6 +95,46 @@ def write_backup(store: Store, path: Path | str, passphrase: str) -> int:
             temp.unlink()
         raise StoreError(f"the backup could not be written to {path}: {exc.strerror}") from exc
     return count
+
+
+BLOB_PIECE = 1024 * 1024  # bytes of a picture or file per chunk
+# The member's own data besides records, table by table: what a backup holds of each.
+_TABLE_COLUMNS = {
+    "settings": ("name", "value"),
+    "marks": ("member", "mark", "since"),
+    "messages": (
+        "id", "peer", "direction", "text", "created_at", "received_at", "state",
+        "forwarders", "envelope",
+    ),
+}  # fmt: skip
+
+
+def _tables(store: Store) -> Iterator[tuple[str, list[list[Any]]]]:
+    """Settings, marks and direct messages, in chunks of up to RECORDS_PER_CHUNK rows."""
+    for table, columns in _TABLE_COLUMNS.items():
+        rows = store.db.execute(
+            f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 (names from above)
+        ).fetchall()
+        for start in range(0, len(rows), RECORDS_PER_CHUNK):
+            yield table, [list(row) for row in rows[start : start + RECORDS_PER_CHUNK]]
+
+
+def _restore_rows(store: Store, table: str, rows: Any, reader: _Reader) -> None:
+    columns = _TABLE_COLUMNS[table]
+    if not isinstance(rows, list) or not all(
+        isinstance(row, list) and len(row) == len(columns) for row in rows
+    ):
+        raise reader._damaged(f"its {table} are not readable")
+    marks = ", ".join("?" for _ in columns)
+    try:
+        with store._transaction():
+            store.db.executemany(
+                f"INSERT OR REPLACE INTO {table} ({', '.join(columns)})"  # noqa: S608
+                f" VALUES ({marks})",
+                rows,
+            )
+    except StoreError as exc:
+        raise reader._damaged(f"its {table} cannot be stored ({exc})") from exc
 
 
 def _sum(header: bytes) -> bytes:
@@ -133,7 +188,7 @@ class _Reader:
             raise BackupError(f"{self.path} is not a Kithnet backup")
         if len(magic) <= len(MAGIC):
             raise self._truncated()
-        if magic[-1] != VERSION:
+        if magic[-1] not in READABLE_VERSIONS:
             raise BackupError(
                 f"{self.path} was written by a newer Kithnet (backup format {magic[-1]}); "
                 "update Kithnet to restore it"
@@ -204,6 +259,30 @@ def _restore_batch(store: Store, envelopes: list[bytes], reader: _Reader) -> Non
             raise reader._damaged(f"it holds a record that is refused ({outcome.message})")
 
 
+def _begin_blob(store: Store, header: Any, reader: _Reader) -> Any:
+    if not (
+        isinstance(header, list)
+        and len(header) == 3
+        and isinstance(header[0], bytes)
+        and len(header[0]) == 32
+        and isinstance(header[1], int)
+        and 0 <= header[1] <= MAX_CHUNK * 1024
+        and isinstance(header[2], str)
+    ):
+        raise reader._damaged("a picture or file in it is not readable")
+    try:
+        return store.begin_blob(header[0], header[1], header[2], explicit=True)
+    except StoreError as exc:
+        raise reader._damaged(f"a picture or file in it cannot be stored ({exc})") from exc
+
+
+def _blob_step(step: Any, data: bytes | None, reader: _Reader) -> None:
+    try:
+        step() if data is None else step(data)
+    except StoreError as exc:
+        raise reader._damaged(f"a picture or file in it is damaged ({exc})") from exc
+
+
 def restore_backup(
     path: Path | str, passphrase: str, data_dir: Path | str, *, kdf: KdfParams | None = None
 ) -> Store:
@@ -235,11 +314,22 @@ def restore_backup(
         store = Store.create(building, passphrase, identity=Identity.from_seed(seed), kdf=kdf)
         store.max_pending = 2**62  # the member's own store held them all
         count = 0
+        blob: Any = None  # the picture or file being restored: a BlobWriter
         for item in chunks:
+            if "blob_data" in item and blob is not None and isinstance(item["blob_data"], bytes):
+                _blob_step(blob.write, item["blob_data"], reader)
+                continue
+            if blob is not None:  # the previous one is whole: its hash must match
+                _blob_step(blob.finish, None, reader)
+                blob = None
             if "records" in item and isinstance(item["records"], list):
                 envelopes = [e for e in item["records"] if isinstance(e, bytes)]
                 _restore_batch(store, envelopes, reader)
                 count += len(envelopes)
+            elif table := next((t for t in _TABLE_COLUMNS if t in item), None):
+                _restore_rows(store, table, item[table], reader)
+            elif "blob" in item:
+                blob = _begin_blob(store, item["blob"], reader)
             elif item.get("end") != count:
                 raise reader._damaged("its record count does not match")
         store.mark_all_read()  # a restored history is not news
