@@ -60,6 +60,7 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_throughput.py --processes 2 --writers 8
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_trust.py
+	$(BIN)/python bench/bench_ask.py
 	$(BIN)/python bench/bench_blobs.py
 
 bench-store: $(RUNTIME_STAMP)
