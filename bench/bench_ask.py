@@ -36,7 +36,7 @@ SKILLS = [f"skill-{i}" for i in range(50)]
 RELATIONSHIPS = ("hired", "worked_with", "knows_personally")
 
 
-def build(store: Store, members: int, references: int, rng: random.Random) -> None:
+def build(store: Store, members: int, references: int, rng: random.Random) -> list[Identity]:
     people = [Identity.from_seed(rng.randbytes(32)) for _ in range(members)]
     created = now_ms() - 10_000_000
     batch: list[bytes] = []
@@ -75,6 +75,7 @@ def build(store: Store, members: int, references: int, rng: random.Random) -> No
                 "relationship": "knows_personally",
             }
         )
+    return people
 
 
 def main() -> None:
@@ -88,17 +89,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = Store.create(Path(folder) / "asker", "pass", name="Asker", kdf=kdf)
         started = time.perf_counter()
-        build(store, args.members, args.references, rng)
+        people = build(store, args.members, args.references, rng)
         print(
             f"store with {store.record_count():,} records built in"
             f" {time.perf_counter() - started:.0f} s"
         )
         for skills in (["skill-7"], ["skill-7", "skill-8"]):
-            for label, changed in (("graph just changed", True), ("graph unchanged", False)):
+            cases = (
+                ("a reference just arrived", "arrived"),
+                ("graph read whole (after a revocation, say)", "whole"),
+                ("graph unchanged", "same"),
+            )
+            for label, case in cases:
                 times = []
                 for _ in range(args.runs):
-                    if changed:  # as if a reference had just arrived: nothing cached
-                        store.graph_generation += 1
+                    if case == "arrived":  # a new reference is stored, as gossip brings one
+                        author, subject = rng.sample(people, 2)
+                        record = sign_record(
+                            author,
+                            {
+                                "kind": "reference",
+                                "subject": subject.public_key,
+                                "skill": rng.choice(skills),
+                                "text": "Just now",
+                                "relationship": "hired",
+                                "created_at": now_ms(),
+                            },
+                        )
+                        assert store.ingest([record.envelope])[0].status == "stored"
+                    elif case == "whole":  # nothing cached: as after a change of any kind
+                        store.mark(people[0].public_key, None)
                     start = time.perf_counter()
                     providers, _communities = rank_answers(store, skills)
                     times.append((time.perf_counter() - start) * 1000)

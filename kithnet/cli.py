@@ -1278,9 +1278,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What others wrote (posts, names, messages) is printed as text: control characters
+# in it, terminal escape sequences above all, are shown as "?" instead of obeyed.
+_UNPRINTABLE = {c: "?" for c in [*range(0, 9), *range(11, 32), 127, *range(128, 160)]}
+
+
+class _PrintableOutput:
+    """A text stream that writes control characters (but newline and tab) as "?"."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return int(self._stream.write(text.translate(_UNPRINTABLE)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not isinstance(sys.stdout, _PrintableOutput):
+        sys.stdout = _PrintableOutput(sys.stdout)
     if args.command is None:
         parser.print_help()
         return 0

@@ -77,8 +77,8 @@ def test_only_the_recipient_opens_a_message_and_a_box_cannot_be_rewrapped() -> N
     with pytest.raises(DirectMessageError) as refused:
         open_message(cat, record)
     assert refused.value.reason == "wrong_recipient"
-    # Cat lifts the box Ann sealed for Bob into a record of her own addressed to Bob:
-    # Bob opens it, but it names him, so it cannot be passed off as sealed for Cat.
+    # Cat, holding Ann's message for Bob, lifts the box into a record of her own to pass
+    # Ann's words off as hers: the box names its sender, so Bob refuses it.
     lifted = sign_record(
         cat,
         {
@@ -88,9 +88,14 @@ def test_only_the_recipient_opens_a_message_and_a_box_cannot_be_rewrapped() -> N
             "created_at": now_ms(),
         },
     )
-    assert open_message(bob, lifted).recipient == bob.public_key
+    with pytest.raises(DirectMessageError) as refused:
+        open_message(bob, lifted)
+    assert refused.value.reason == "wrong_sender"
     # A box sealed to Cat, in a record addressed to Bob, names Cat inside.
-    inner = msgpack.packb({"text": "hi", "recipient": cat.public_key}, use_bin_type=True)
+    inner = msgpack.packb(
+        {"text": "hi", "sender": ann.public_key, "recipient": cat.public_key},
+        use_bin_type=True,
+    )
     misaddressed = sign_record(
         ann,
         {
@@ -340,13 +345,32 @@ def test_a_held_message_is_bounded_per_sender(tmp_path: Path) -> None:
         flood = [sign_message(cat.identity, bob_key, f"{i}", now_ms()) for i in range(120)]
         for record in flood:
             ann.messages.hold(record, now_ms())
-        assert ann.messages.held_count() == 101  # Cat's newest 100, and Bob's one
+        assert ann.messages.held_count() == 21  # Cat's newest 20 for Bob, and Bob's one
         assert ann.messages.is_held(first.id)
         assert not ann.messages.is_held(flood[0].id)
         assert decode(ann.messages.held_for(cat_key, now_ms())[0][1]).id == first.id
         # After 14 days a held message is no longer handed over, and goes at the next hold.
         later = now_ms() + 15 * 24 * 3600 * 1000
         assert ann.messages.held_for(cat_key, later) == []
+        assert ann.messages.held_count() == 0  # and they are forgotten then
+
+
+def test_many_flooders_for_one_recipient_push_out_their_own_not_an_honest_message(
+    tmp_path: Path,
+) -> None:
+    """Eleven accounts each hold the most they may for Cat (20): over the 200 a holder
+    keeps for one recipient, the oldest messages of those holding the most go, never
+    Bob's single one."""
+    with new_store(tmp_path, "Ann") as ann:
+        cat_key = Identity.generate().public_key
+        honest = sign_message(Identity.generate(), cat_key, "from Bob", now_ms())
+        assert ann.messages.hold(honest, now_ms())
+        for _ in range(11):
+            flooder = Identity.generate()
+            for i in range(25):
+                ann.messages.hold(sign_message(flooder, cat_key, f"{i}", now_ms()), now_ms())
+        assert ann.messages.held_count() == 200
+        assert ann.messages.is_held(honest.id)
 
 
 # With `kithnet serve` -------------------------------------------------------------------
@@ -435,3 +459,62 @@ def test_dm_and_inbox_from_the_command_line(members: tuple[Member, Member, Membe
     refused = ann.cli("dm", "Nobody", "hello")
     assert refused.returncode == 1
     assert "no member called 'Nobody'" in refused.stderr
+
+
+def test_a_holder_is_not_blamed_for_a_bad_box_and_a_blocked_sender_is_dropped() -> None:
+    """Ann hands Bob, to hold for Cat, twelve messages whose boxes Cat cannot open, and
+    one Cat would read. When Cat meets Bob, she refuses the twelve but Bob keeps his
+    standing with her (he could not look inside); Ann's good message arrives. Cat then
+    blocks Ann: Ann's next message is dropped unread and Ann is not told."""
+
+    async def scenario(folder: Path) -> None:
+        with (
+            new_store(folder, "Ann") as ann,
+            new_store(folder, "Bob") as bob,
+            new_store(folder, "Cat") as cat,
+        ):
+            shared_community(ann, bob, cat)
+            cat_key = cat.identity.public_key
+            junk = [
+                sign_record(
+                    ann.identity,
+                    {
+                        "kind": "dm",
+                        "recipient": cat_key,
+                        "box": seal(cat_key, b"\x80" * i),
+                        "created_at": now_ms(),
+                    },
+                )
+                for i in range(1, 13)
+            ]
+            good = sign_message(ann.identity, cat_key, SECRET, now_ms())
+            async with Peer.running(bob.identity) as bob_peer:
+                Node(bob, bob_peer)
+                async with Peer.running(ann.identity) as ann_peer:
+                    ann_node = Node(ann, ann_peer)
+                    await ann_peer.connect(bob_peer.addresses()[0])
+                    verdicts = await ann_node.direct.deliver(
+                        bob_peer.peer_id, [r.envelope for r in [*junk, good]]
+                    )
+                    assert verdicts == [("held", "")] * 13
+                async with Peer.running(cat.identity) as cat_peer:
+                    cat_node = Node(cat, cat_peer)
+                    await cat_peer.connect(bob_peer.addresses()[0])
+                    await cat_node.direct.wait_for_message(good.id, timeout=20)
+                    assert cat_node.dropped["dm_malformed"] == 12  # refused before the good one
+                    assert not cat_peer.is_banned(bob_peer.peer_id)
+                    assert cat_peer.scores.score(bob_peer.peer_id, trio.current_time()) == 0
+                    assert [m.text for m in cat.messages.conversation(ann.identity.public_key)] == [
+                        SECRET
+                    ]
+
+                    cat.mark(ann.identity.public_key, "block")
+                    async with Peer.running(ann.identity) as ann_peer:
+                        ann_node = Node(ann, ann_peer)
+                        await ann_peer.connect(cat_peer.addresses()[0])
+                        sent = await ann_node.direct.send(cat_key, "Let me in")
+                        assert sent.status == "delivered"  # as far as Ann can tell
+                    assert len(cat.messages.conversation(ann.identity.public_key)) == 1
+                    assert cat_node.dropped["dm_blocked"] == 1
+
+    run(scenario)

@@ -2,9 +2,10 @@
 messages").
 
 The box is a sealed box to the recipient's key holding a small msgpack map: the text,
-and the recipient's key again, so that a box lifted out of one record cannot be passed
-off inside a record addressed to someone else. The record's signature names the sender;
-forwarders see only who writes to whom, never the text.
+and the sender's and the recipient's keys again, so that a box lifted out of one record
+cannot be passed off inside a record signed by someone else (a forwarder re-signing a
+message as its own) or addressed to someone else. The record's signature names the
+sender; forwarders see only who writes to whom, when, and how long, never the text.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ MAX_TEXT_BYTES = 16_000  # as long as the longest post
 
 class DirectMessageError(RecordError):
     """A `dm` record that cannot be read by the member it names: `undecryptable` (not
-    sealed to this member, or altered), `malformed` (the box holds no message) or
-    `wrong_recipient` (the box names someone else)."""
+    sealed to this member, or altered), `malformed` (the box holds no message),
+    `wrong_recipient` or `wrong_sender` (the box names someone else)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +43,23 @@ class DirectMessage:
     created_at: int
 
 
-def message_fields(recipient: bytes, text: str) -> dict[str, Any]:
-    """The fields of a `dm` record carrying `text` to `recipient`; ValueError if the
-    text is empty or too long."""
+def message_fields(sender: bytes, recipient: bytes, text: str) -> dict[str, Any]:
+    """The fields of a `dm` record carrying `text` from `sender` to `recipient`;
+    ValueError if the text is empty or too long."""
     if not text.strip():
         raise ValueError("a message needs some text")
     if len(text.encode()) > MAX_TEXT_BYTES:
         raise ValueError(f"a message is at most {MAX_TEXT_BYTES} bytes of text")
-    inner: bytes = msgpack.packb({"text": text, "recipient": recipient}, use_bin_type=True)
+    inner: bytes = msgpack.packb(
+        {"text": text, "sender": sender, "recipient": recipient}, use_bin_type=True
+    )
     return {"kind": "dm", "recipient": recipient, "box": seal(recipient, inner)}
 
 
 def sign_message(identity: Identity, recipient: bytes, text: str, now_ms: int) -> Record:
     """A signed, valid `dm` record from `identity` to `recipient`; ValueError or
     RecordError if it cannot be made (text too long, writing to oneself)."""
-    fields = message_fields(recipient, text)
+    fields = message_fields(identity.public_key, recipient, text)
     fields["created_at"] = now_ms
     record = sign_record(identity, fields)
     validate(record, now_ms)
@@ -91,6 +94,8 @@ def open_message(identity: Identity, record: Record) -> DirectMessage:
         raise DirectMessageError(
             "the sealed message was written for someone else", "wrong_recipient"
         )
+    if content.get("sender") != record.author:
+        raise DirectMessageError("the sealed message was written by someone else", "wrong_sender")
     return DirectMessage(
         record.id, record.author, identity.public_key, content["text"], record.created_at
     )

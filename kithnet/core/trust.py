@@ -59,6 +59,17 @@ class Graph:
         self.vouched_for: dict[bytes, set[bytes]] = dict(out)
         self._skills: dict[str, dict[bytes, set[bytes]]] = {}
 
+    def add(self, references: Iterable[Edge]) -> None:
+        """References that took effect since the graph was built."""
+        for author, subject, skill in references:
+            self.references.append((author, subject, skill))
+            if author == subject:
+                continue
+            self.vouched_for.setdefault(author, set()).add(subject)
+            index = self._skills.get(skill)
+            if index is not None:
+                index.setdefault(subject, set()).add(author)
+
     @classmethod
     def of(cls, references: Iterable[Edge] | Graph) -> Graph:
         return references if isinstance(references, Graph) else cls(references)

@@ -38,10 +38,10 @@ from kithnet.core.envelope import Record, decode_stored
 Pos = tuple[int, bytes]
 Trigger = tuple[Any, ...]
 
-# Kinds whose judgement may change the references in effect (trust's graph).
-_GRAPH_KINDS = frozenset(
-    {"reference", "reference_revoke", "moderation", "join", "leave", "role_grant", "role_revoke"}
-)
+# Kinds whose judgement may take references out of effect (trust's graph). A reference
+# that takes effect is reported as added instead; one leaving effect needs a community
+# judged again, which counts as a change.
+_GRAPH_KINDS = frozenset({"reference_revoke", "moderation"})
 
 # Kinds that change what authority knows; out of order, they mean judging again.
 _CONTROL_KINDS = frozenset({"community", "role_grant", "role_revoke", "join", "leave", "invite"})
@@ -105,8 +105,10 @@ class Judge:
         self._buffered_seq: dict[bytes, int] = {}
         self._next_seq = 1
         self._any_pending = True
-        # Set when the references in effect may have changed (the store's trust cache
-        # reads it): a reference or what decides one was judged, or a community again.
+        # What the store's trust cache reads: references that took effect in this batch
+        # (added to the graph as they are), and whether anything else may have changed
+        # the references in effect (a revocation, a removal, a community judged again).
+        self.refs_added: list[tuple[bytes, bytes, str]] = []
         self.graph_changed = False
 
     def forget(self) -> None:
@@ -518,6 +520,7 @@ class Judge:
         elif kind == "profile":
             self._apply_profile(record)
         elif kind == "reference":
+            self.refs_added.append((record.author, fields["subject"], fields["skill"]))
             db.execute(
                 "INSERT INTO refs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (

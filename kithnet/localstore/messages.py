@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 RELAY_PER_RECIPIENT = 200
 RELAY_PER_SENDER = 100
+RELAY_PER_PAIR = 20  # from one sender to one recipient
 RELAY_TOTAL = 10_000
 RELAY_LIFETIME_MS = 14 * 24 * 3600 * 1000
 
@@ -133,39 +134,86 @@ class Messages:
             ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
 
-    def conversations(self) -> list[Conversation]:
-        """One entry per member this member has written to or heard from, newest first."""
-        names = self._store.names()
+    def conversations(self, *, limit: int = 50, hidden: Sequence[bytes] = ()) -> list[Conversation]:
+        """One entry per member this member has written to or heard from (but those in
+        `hidden`), the newest first, by when messages arrived here (a sender's clock
+        could bury or float a message)."""
+        marks = ", ".join("?" for _ in hidden)
         rows = self._db.execute(
-            "SELECT peer, count(*), sum(state = 'unread'), max(created_at) FROM messages"
-            " GROUP BY peer ORDER BY max(created_at) DESC"
+            "SELECT peer, count(*), sum(state = 'unread'), max(received_at) FROM messages"  # noqa: S608
+            f" WHERE peer NOT IN ({marks}) GROUP BY peer"
+            " ORDER BY max(received_at) DESC LIMIT ?",
+            (*hidden, limit),
         ).fetchall()
+        names = self._store.names([row[0] for row in rows])
         found = []
         for peer, count, unread, _ in rows:
             last = self._db.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE peer = ?"  # noqa: S608
-                " ORDER BY created_at DESC, id DESC LIMIT 1",
+                " ORDER BY received_at DESC, id DESC LIMIT 1",
                 (peer,),
             ).fetchone()
             found.append(Conversation(peer, names.get(peer, ""), _message(last), unread, count))
         return found
 
     def conversation(self, peer: bytes, *, limit: int = 100) -> list[Message]:
-        """The newest `limit` messages with one member, oldest first."""
+        """The newest `limit` messages with one member, oldest first (by arrival)."""
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE peer = ?"  # noqa: S608
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            " ORDER BY received_at DESC, id DESC LIMIT ?",
             (peer, limit),
         ).fetchall()
         return [_message(row) for row in reversed(rows)]
 
-    def mark_read(self, peer: bytes) -> int:
-        """Mark a conversation read; returns how many messages were unread."""
+    def mark_read(self, peer: bytes, ids: Sequence[bytes] | None = None) -> int:
+        """Mark a conversation read (only messages `ids`, if given: those shown);
+        returns how many messages were unread."""
         with self._store._transaction():
-            cursor = self._db.execute(
-                "UPDATE messages SET state = 'read' WHERE peer = ? AND state = 'unread'", (peer,)
-            )
-            return int(cursor.rowcount)
+            if ids is None:
+                cursor = self._db.execute(
+                    "UPDATE messages SET state = 'read' WHERE peer = ? AND state = 'unread'",
+                    (peer,),
+                )
+                return int(cursor.rowcount)
+            changed = 0
+            for record_id in ids:
+                cursor = self._db.execute(
+                    "UPDATE messages SET state = 'read' WHERE id = ? AND peer = ?"
+                    " AND state = 'unread'",
+                    (record_id, peer),
+                )
+                changed += int(cursor.rowcount)
+            return changed
+
+    def unread_count(self, *, hidden: Sequence[bytes] = ()) -> int:
+        marks = ", ".join("?" for _ in hidden)
+        row = self._db.execute(
+            f"SELECT count(*) FROM messages WHERE state = 'unread' AND peer NOT IN ({marks})",  # noqa: S608
+            tuple(hidden),
+        ).fetchone()
+        return int(row[0])
+
+    def received_from(self, sender: bytes) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM messages WHERE peer = ? AND direction = 'in'", (sender,)
+        ).fetchone()
+        return int(row[0])
+
+    def has_written_to(self, member: bytes) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM messages WHERE peer = ? AND direction = 'out' LIMIT 1", (member,)
+        ).fetchone()
+        return row is not None
+
+    def waiting_unheld(self, *, limit: int = 1000) -> list[tuple[bytes, bytes, bytes]]:
+        """(id, envelope, recipient) of sent messages that no member holds yet and that
+        have not been delivered, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, envelope, peer FROM messages WHERE state = 'waiting'"
+            " ORDER BY created_at, id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
 
     def unread(self) -> int:
         row = self._db.execute("SELECT count(*) FROM messages WHERE state = 'unread'").fetchone()
@@ -198,30 +246,56 @@ class Messages:
             if not cursor.rowcount:
                 return False
             db = self._db
+            # Beyond a bound, the oldest message of whoever holds the most goes: someone
+            # who floods pushes out their own messages, not others'.
+            db.execute(
+                "DELETE FROM dm_relay WHERE id IN (SELECT id FROM dm_relay WHERE sender = ?"
+                " AND recipient = ? ORDER BY received_at DESC, id DESC LIMIT -1 OFFSET ?)",
+                (record.author, recipient, RELAY_PER_PAIR),
+            )
             db.execute(
                 "DELETE FROM dm_relay WHERE id IN (SELECT id FROM dm_relay WHERE sender = ?"
                 " ORDER BY received_at DESC, id DESC LIMIT -1 OFFSET ?)",
                 (record.author, RELAY_PER_SENDER),
             )
-            db.execute(
-                "DELETE FROM dm_relay WHERE id IN (SELECT id FROM dm_relay WHERE recipient = ?"
-                " ORDER BY received_at DESC, id DESC LIMIT -1 OFFSET ?)",
-                (recipient, RELAY_PER_RECIPIENT),
-            )
-            db.execute(
-                "DELETE FROM dm_relay WHERE id IN (SELECT id FROM dm_relay"
-                " ORDER BY received_at DESC, id DESC LIMIT -1 OFFSET ?)",
-                (RELAY_TOTAL,),
-            )
+            self._evict("recipient = ?", (recipient,), RELAY_PER_RECIPIENT)
+            self._evict("1", (), RELAY_TOTAL)
             db.execute("DELETE FROM dm_relay WHERE received_at < ?", (now - RELAY_LIFETIME_MS,))
         return True
+
+    def _evict(self, where: str, args: tuple[Any, ...], bound: int) -> None:
+        """While more than `bound` held messages match `where`, drop the oldest of the
+        sender holding the most of them."""
+        db = self._db
+        while True:
+            row = db.execute(
+                f"SELECT count(*) FROM dm_relay WHERE {where}",  # noqa: S608
+                args,
+            ).fetchone()
+            if row[0] <= bound:
+                return
+            [top] = db.execute(
+                f"SELECT sender FROM dm_relay WHERE {where} GROUP BY sender"  # noqa: S608
+                " ORDER BY count(*) DESC, sender LIMIT 1",
+                args,
+            ).fetchone()
+            db.execute(
+                "DELETE FROM dm_relay WHERE id = (SELECT id FROM dm_relay WHERE sender = ?"  # noqa: S608
+                f" AND {where} ORDER BY received_at, id LIMIT 1)",
+                (top, *args),
+            )
 
     def is_held(self, record_id: bytes) -> bool:
         row = self._db.execute("SELECT 1 FROM dm_relay WHERE id = ?", (record_id,)).fetchone()
         return row is not None
 
     def held_for(self, recipient: bytes, now: int) -> list[tuple[bytes, bytes]]:
-        """(id, envelope) of the messages held for `recipient`, oldest first."""
+        """(id, envelope) of the messages held for `recipient`, oldest first (those
+        past RELAY_LIFETIME_MS are forgotten now)."""
+        with self._store._transaction():
+            self._db.execute(
+                "DELETE FROM dm_relay WHERE received_at < ?", (now - RELAY_LIFETIME_MS,)
+            )
         rows = self._db.execute(
             "SELECT id, envelope FROM dm_relay WHERE recipient = ? AND received_at >= ?"
             " ORDER BY received_at, id",

@@ -246,6 +246,8 @@ class Store(DirectoryStore, BlobStore):
         self._key_offers: dict[bytes, dict[bytes, tuple[int, int, bytes, bytes]]] = {}
         # Changes whenever the references in effect may have changed (see vouches()).
         self.graph_generation = 0
+        self._graph_full_at = 0  # the generation of the last change that was not additions
+        self._graph_log: list[tuple[int, list[Edge]]] = []  # references added since then
         self._vouches: tuple[int, list[Edge]] | None = None
         self.messages = Messages(self)  # direct messages (they never pass through ingest)
 
@@ -403,6 +405,7 @@ class Store(DirectoryStore, BlobStore):
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
         self._judge.forget()
+        self._note_graph_changes(failed=True)  # what the batch added is not there
 
     # Ingest --------------------------------------------------------------------------
 
@@ -449,9 +452,6 @@ class Store(DirectoryStore, BlobStore):
                     for _, r in new
                 ],
             )
-            if self._judge.graph_changed:
-                self.graph_generation += 1
-                self._judge.graph_changed = False
             self._index_attachments(r for _, r in new)
             decided = self._judge.decided
             for index, record in new:
@@ -480,7 +480,21 @@ class Store(DirectoryStore, BlobStore):
                 " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
                 [(f"refused.{reason}", count) for reason, count in refused.items()],
             )
+        self._note_graph_changes()
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _note_graph_changes(self, *, failed: bool = False) -> None:
+        """After a batch: what it did to the references in effect, for vouches()."""
+        judge = self._judge
+        added, judge.refs_added = judge.refs_added, []
+        if failed or judge.graph_changed:
+            judge.graph_changed = False
+            self.graph_generation += 1
+            self._graph_log = []
+            self._graph_full_at = self.graph_generation
+        elif added:
+            self.graph_generation += 1
+            self._graph_log.append((self.graph_generation, added))
 
     def _held(self, ids: Sequence[bytes]) -> set[bytes]:
         return set(self._statuses(ids))
@@ -936,12 +950,32 @@ class Store(DirectoryStore, BlobStore):
 
     # References and trust ---------------------------------------------------------------
 
+    def vouches_since(self, generation: int) -> list[Edge] | None:
+        """The references that took effect since `generation`, if nothing else changed
+        the graph since then (else None: read it whole)."""
+        if generation < self._graph_full_at:
+            return None
+        blocked = {m for m, mark in self.marks().items() if mark == "block"}
+        return [
+            edge
+            for gen, edges in self._graph_log
+            if gen > generation
+            for edge in edges
+            if edge[0] not in blocked
+        ]
+
     def vouches(self) -> list[Edge]:
         """Every reference in effect, not revoked and not by a member this member
         blocked: the graph trust flows along. Kept until a batch brings records that may
         change it (`graph_generation`); callers must not change the list."""
         if self._vouches is not None and self._vouches[0] == self.graph_generation:
             return self._vouches[1]
+        if self._vouches is not None:
+            added = self.vouches_since(self._vouches[0])
+            if added is not None:
+                grown = [*self._vouches[1], *added]
+                self._vouches = (self.graph_generation, grown)
+                return grown
         rows: list[Edge] = self.db.execute(
             "SELECT r.author, r.subject, r.skill FROM refs AS r INDEXED BY refs_graph"
             " WHERE r.id NOT IN (SELECT target FROM records INDEXED BY records_revokes"
@@ -1165,6 +1199,8 @@ class Store(DirectoryStore, BlobStore):
         if mark not in (None, "trust", "mute", "block"):
             raise ValueError(f"unknown mark {mark!r}")
         self.graph_generation += 1
+        self._graph_log = []
+        self._graph_full_at = self.graph_generation
         with self._transaction():
             if mark is None:
                 self.db.execute("DELETE FROM marks WHERE member = ?", (member,))

@@ -21,13 +21,17 @@ def my_trust(
     if cached is not None and cached[0] == store.graph_generation:
         return cached[1]
     generation = store.graph_generation
+    added = store.vouches_since(cached[0]) if cached is not None else None
+    if cached is not None and added is not None:
+        graph = cached[1][0]  # only references were added: grow the graph in place
+        graph.add(added)
+    else:
+        graph = trust_model.Graph(store.vouches())
     me = store.identity.public_key
-    vouches = store.vouches()
     marks = store.marks()
-    vouched = {subject for author, subject, _skill in vouches if author == me}
+    vouched = {subject for subject in graph.vouched_for.get(me, ())}
     trusted = {member for member, mark in marks.items() if mark == "trust"}
     seeds = sorted((vouched | trusted) - {m for m, mark in marks.items() if mark == "block"})
-    graph = trust_model.Graph.of(vouches)
     result = (graph, sorted(vouched), trust_model.propagate(seeds, graph))
     _trust_cache[store] = (generation, result)
     return result

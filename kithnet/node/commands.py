@@ -1074,11 +1074,10 @@ class Commands(BlobCommands):
         if not 1 <= limit <= 1000:
             raise CommandError("--limit must be between 1 and 1000")
         messages = self.store.messages
-        blocked = {m for m, mark in self.store.marks().items() if mark == "block"}
+        blocked = sorted(m for m, mark in self.store.marks().items() if mark == "block")
         if member is None:
-            shown_conversations = [c for c in messages.conversations() if c.peer not in blocked]
             return {
-                "unread": sum(c.unread for c in shown_conversations),
+                "unread": messages.unread_count(hidden=blocked),
                 "conversations": [
                     {
                         "member": c.peer.hex(),
@@ -1087,15 +1086,19 @@ class Commands(BlobCommands):
                         "messages": c.count,
                         "last": _message_view(c.last),
                     }
-                    for c in shown_conversations[:limit]
+                    for c in messages.conversations(limit=limit, hidden=blocked)
                 ],
             }
         other = self.member(member)
+        if other in blocked:
+            raise CommandError(
+                f"you blocked {member}: `kithnet mute {member} --undo` to see their messages"
+            )
         shown = messages.conversation(other, limit=limit)
         return {
             "member": other.hex(),
             "name": self.store.names().get(other, ""),
-            "unread": messages.mark_read(other),
+            "unread": messages.mark_read(other, [m.id for m in shown]),
             "messages": [_message_view(m) for m in shown],
         }
 

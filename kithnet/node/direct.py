@@ -60,10 +60,9 @@ _BLAMED = frozenset(
         "bad_field",
         "self_reference",
         "not_a_dm",
-        "undecryptable",
-        "wrong_recipient",
     }
 )
+STRANGER_MESSAGES = 20  # kept from one sender who shares no community with this member
 # Refusals after which a sender (or a forwarder) keeps the message to try again later.
 _RETRY = frozenset({"rate_limited", "clock_skew", "store_error"})
 
@@ -268,6 +267,9 @@ class DirectMessages:
                     if not self._pushing.get(peer_id):
                         return
                     self._pushing[peer_id] = False
+            except Exception as exc:  # a full disk, say: never take the node down
+                log.warning("could not hand direct messages to %s: %s", peer_id, exc)
+                self.node.dropped["dm_handover_failed"] += 1
             finally:
                 self._pushing.pop(peer_id, None)
 
@@ -293,12 +295,26 @@ class DirectMessages:
             self.messages.release(done)
             if verdicts:
                 log.info("handed %d direct messages to %s", len(verdicts), peer_id)
-        for record_id, envelope, forwarders in self.messages.undelivered():
-            if forwarders or record_id in self._in_flight:
+        # This member's messages nobody holds yet, for recipients this node shares a
+        # community with: all in one stream.
+        me = self.store.identity.public_key
+        shared = self.messages.shared_communities(member, me)
+        if not shared:
+            return
+        can_hold: dict[bytes, bool] = {}
+        waiting = []
+        for record_id, envelope, recipient in self.messages.waiting_unheld():
+            if record_id in self._in_flight or recipient == member:
                 continue
-            record = decode(envelope)
-            if record.fields["recipient"] != member:
-                await self._hand_over(record, limit=1, only=peer_id)
+            if recipient not in can_hold:
+                can_hold[recipient] = any(self.store.is_member(c, recipient) for c in shared)
+            if can_hold[recipient]:
+                waiting.append((record_id, envelope))
+        if waiting:
+            verdicts = await self.deliver(peer_id, [e for _, e in waiting])
+            for (record_id, _), (word, _reason) in zip(waiting, verdicts, strict=False):
+                if word == "held":
+                    self.messages.mark_forwarded(record_id, 1)
 
     # Receiving -------------------------------------------------------------------------
 
@@ -320,14 +336,26 @@ class DirectMessages:
             return self._refuse("not_a_dm", sender)
         recipient = record.fields["recipient"]
         me = self.store.identity.public_key
+        by_author = public_key_of_peer(sender) == record.author
         try:
             if recipient == me:
                 if self.messages.message(record.id) is not None:
                     return ["delivered"]
+                mark = self.store.marks().get(record.author)
+                if mark == "block":  # dropped unread; the sender is not told
+                    self.dropped["blocked"] += 1
+                    self.node.dropped["dm_blocked"] += 1
+                    return ["delivered"]
+                if (
+                    not self.messages.shared_communities(record.author, me)
+                    and self.messages.received_from(record.author) >= STRANGER_MESSAGES
+                    and not self.messages.has_written_to(record.author)
+                ):
+                    return self._refuse("too_many", sender)
                 try:
                     message = open_message(self.store.identity, record)
                 except DirectMessageError as exc:
-                    return self._refuse(exc.reason, sender)
+                    return self._refuse(exc.reason, sender, blame=by_author)  # the box
                 self.messages.add_received(message, envelope, now)
                 self._arrived()
                 return ["delivered"]
@@ -353,10 +381,13 @@ class DirectMessages:
         self._arrival.set()
         self._arrival = trio.Event()
 
-    def _refuse(self, reason: str, sender: str) -> list[Any]:
+    def _refuse(self, reason: str, sender: str, *, blame: bool | None = None) -> list[Any]:
+        """Count a refusal; it costs the peer score if only it can have caused it: a
+        broken record it handed over (`blame` None: by the reason), or a bad box only
+        when it sealed the box itself (`blame` given)."""
         self.dropped[reason] += 1
         self.node.dropped[f"dm_{reason}"] += 1
-        if reason in _BLAMED:
+        if blame if blame is not None else reason in _BLAMED:
             self.node.peer.penalise(sender, INVALID_PENALTY)
         return ["refused", reason]
 

@@ -11,7 +11,7 @@ CREATE TABLE marks (
 
 -- The trust graph is read whole (author, subject, skill of every reference) when a
 -- member asks: this covering index lets that read skip the references' text...
-CREATE INDEX refs_graph ON refs (author, subject, skill);
+CREATE INDEX refs_graph ON refs (author, subject, skill, community);
 -- ... and this one skips revoked references without scanning every record.
 CREATE INDEX records_revokes ON records (target)
     WHERE kind = 'reference_revoke' AND status = 'allowed';
