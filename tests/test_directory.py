@@ -192,7 +192,20 @@ def test_forged_listings_are_refused_counted_and_cost_their_forwarder() -> None:
                     "role": "owner",
                 },
             )
+            # A listing naming a stranger (Bob) moderator of a community, to make his node
+            # take it for one of his.
+            spam_genesis, spam_ad = public_community(mallory, "Spam", ["spam"])
+            bob_made_moderator = signed(
+                mallory,
+                {
+                    "kind": "role_grant",
+                    "community": spam_genesis.id,
+                    "subject": bob.identity.public_key,
+                    "role": "moderator",
+                },
+            )
             bad = [
+                listing_of(spam_ad, spam_genesis, bob_made_moderator),
                 listing_of(by_stranger, lofts),
                 listing_of(by_stranger, lofts, self_grant),
                 listing_of(hidden_ad, hidden),
@@ -215,11 +228,18 @@ def test_forged_listings_are_refused_counted_and_cost_their_forwarder() -> None:
                 with trio.fail_after(10):
                     while sum(bob_node.dropped.values()) < len(bad):
                         await trio.sleep(0.02)
-                assert bob_node.dropped["not_authorised"] == 4
+                # Grants that are not an owner chain from the creator to the announcer
+                # are refused by their shape, before anything is judged.
+                assert bob_node.dropped["not_authorised"] == 1  # the private community
                 assert bob_node.dropped["bad_signature"] == 1
-                assert bob_node.dropped["bad_listing"] == 2
+                assert bob_node.dropped["bad_listing"] == 6
+                assert spam_genesis.id not in bob.followed_communities()
+                assert [c.name for c in bob.communities()] == []
                 # Nothing of the forgeries was kept; the honest listing was.
-                forgeries = (by_stranger, self_grant, hidden, hidden_ad, lofts, genesis, padding)
+                forgeries = (
+                    by_stranger, self_grant, hidden, hidden_ad, lofts, genesis, padding,
+                    spam_genesis, bob_made_moderator,
+                )  # fmt: skip
                 for record in forgeries:
                     assert not bob.has_record(record.id)
                 assert [e.name for e in bob.directory()] == ["Eve's Garden"]
@@ -321,8 +341,8 @@ def test_a_fetch_fills_an_empty_directory_grant_chains_included_and_bad_entries_
                 await dan_peer.connect(eve_peer.addresses()[0])
                 assert await dan_node.directory.fetch(eve_peer.peer_id) == 1
                 assert dan_node.directory.received == 3
-                assert dan_node.dropped["not_authorised"] == 1
-                assert dan_node.dropped["bad_listing"] == 1
+                # Eve is not an owner of the roofers: no grant leads to her.
+                assert dan_node.dropped["bad_listing"] == 2
                 assert not dan.has_record(forged.id)
                 assert dan.directory_count() == 3
                 assert dan_peer.scores.score(eve_peer.peer_id, trio.current_time()) <= -15
@@ -449,3 +469,70 @@ def test_announcing_finding_and_joining_by_the_command_line(tmp_path: Path) -> N
     finally:
         for member in (ann, bob, cat):
             member.kill()
+
+
+def test_old_or_too_frequent_announcements_are_not_kept_and_a_full_directory_drops_the_stalest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An owner repeating announcements, or one dated back, leaves nothing behind but
+    the newest; a directory at its bound makes room by forgetting the community
+    announced longest ago, with its records."""
+
+    async def scenario(folder: Path) -> None:
+        monkeypatch.setattr("kithnet.node.directory.MAX_DIRECTORY", 2)
+        eve = Identity.generate()
+        hour = 3600 * 1000
+
+        def announcement(genesis: Record, ms: int) -> Record:
+            return sign_record(
+                eve,
+                {
+                    "kind": "announcement",
+                    "community": genesis.id,
+                    "name": genesis.fields["name"],
+                    "visibility": "public",
+                    "created_at": ms,
+                },
+            )
+
+        start = now_ms() - 10 * hour
+        gardens = [
+            sign_record(
+                eve,
+                {
+                    "kind": "community",
+                    "name": f"Garden {i}",
+                    "visibility": "public",
+                    "created_at": start,
+                },
+            )
+            for i in range(3)
+        ]
+        with new_store(folder, "Bob") as bob:
+            async with Peer.running(bob.identity) as bob_peer:
+                take = Node(bob, bob_peer).directory.take
+                first = announcement(gardens[0], start + hour)
+                assert take([first.envelope, gardens[0].envelope]) == "accept"
+                older = announcement(gardens[0], start + 1)
+                soon = announcement(gardens[0], start + hour + 5 * 60 * 1000)
+                for stale in (older, soon):
+                    assert take([stale.envelope, gardens[0].envelope]) == "ignore"
+                    assert not bob.has_record(stale.id)
+                later = announcement(gardens[0], start + 2 * hour)
+                assert take([later.envelope, gardens[0].envelope]) == "accept"
+                assert not bob.has_record(first.id)  # the replaced announcement goes
+                assert bob.has_record(later.id)
+
+                second = announcement(gardens[1], start + 3 * hour)
+                assert take([second.envelope, gardens[1].envelope]) == "accept"
+                # Full: a listing older than every one held is not taken...
+                oldest = announcement(gardens[2], start + hour)
+                assert take([oldest.envelope, gardens[2].envelope]) == "ignore"
+                # ... a newer one takes the place of the stalest, whose records go.
+                newest = announcement(gardens[2], start + 4 * hour)
+                assert take([newest.envelope, gardens[2].envelope]) == "accept"
+                assert sorted(e.name for e in bob.directory()) == ["Garden 1", "Garden 2"]
+                assert not bob.has_record(gardens[0].id)
+                assert not bob.has_record(later.id)
+
+    run(scenario)

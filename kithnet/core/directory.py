@@ -56,7 +56,7 @@ def check_shape(envelopes: object) -> list[bytes]:
         not isinstance(envelopes, list)
         or not 2 <= len(envelopes) <= MAX_LISTING_RECORDS
         or not all(isinstance(e, bytes) for e in envelopes)
-        or sum(len(e) for e in envelopes) > MAX_LISTING_BYTES
+        or len(pack_listing(envelopes)) > MAX_LISTING_BYTES
     ):
         raise ListingError("bad_listing", "a listing is 2 to 10 record envelopes, at most 64 KiB")
     return envelopes
@@ -74,9 +74,22 @@ def check_listing(records: Sequence[Record]) -> Record:
     genesis = records[1]
     if genesis.kind != "community" or genesis.id != community:
         raise ListingError("bad_listing", "a listing carries its community's genesis second")
+    # The grants, if any, are a chain of owner grants from the creator to the announcer:
+    # nothing else (a moderator grant naming a stranger, say) may ride along.
+    granter = genesis.author
     for record in records[2:]:
-        if record.kind != "role_grant" or record.community != community:
-            raise ListingError("bad_listing", "a listing carries only its community's grants")
+        if (
+            record.kind != "role_grant"
+            or record.community != community
+            or record.fields.get("role") != "owner"
+            or record.author != granter
+        ):
+            raise ListingError(
+                "bad_listing", "a listing carries only the owner grants leading to its announcer"
+            )
+        granter = record.fields["subject"]
+    if granter != announcement.author:
+        raise ListingError("bad_listing", "a listing's grants do not lead to its announcer")
     if len({record.id for record in records}) != len(records):
         raise ListingError("bad_listing", "a listing repeats a record")
     _facts, decisions = fold(records)

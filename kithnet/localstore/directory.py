@@ -9,13 +9,16 @@ the directory brought.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kithnet.core.directory import MAX_GRANT_CHAIN, MAX_LISTING_BYTES
+from kithnet.core.directory import MAX_GRANT_CHAIN, MAX_LISTING_BYTES, pack_listing
 from kithnet.core.envelope import decode_stored
 
-MAX_DIRECTORY = 1000  # communities the directory holds; new ones beyond are not taken
+MAX_DIRECTORY = 1000  # communities the directory holds; beyond, the stalest go
+# A stranger's community is kept for its listing alone: these tables hold its rows.
+_LISTING_TABLES = ("directory", "roles", "members", "invites")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,53 @@ class DirectoryStore:
 
     db: Any
     identity: Any
+
+    if TYPE_CHECKING:
+
+        def followed_communities(self) -> list[bytes]: ...
+
+        def _transaction(self) -> AbstractContextManager[None]: ...
+
+    def announced_at(self, community: bytes) -> int | None:
+        """When the directory's announcement of `community` was made, if it has one."""
+        row = self.db.execute(
+            "SELECT created_at FROM directory WHERE community = ?", (community,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def prune_listing(self, community: bytes) -> None:
+        """Forget the announcements of a community this member is not in that a newer
+        one replaced: a stranger's community keeps only what its listing needs."""
+        if community in self.followed_communities():
+            return
+        with self._transaction():
+            self.db.execute(
+                "DELETE FROM records WHERE community = ? AND kind = 'announcement'"
+                " AND id != (SELECT record_id FROM directory WHERE community = ?)",
+                (community, community),
+            )
+
+    def evict_stalest_listing(self, newer_than: int) -> bool:
+        """Make room in a full directory: forget the community announced longest ago,
+        if before `newer_than` and this member is not in it, with all its records.
+        True if one went."""
+        followed = set(self.followed_communities())
+        for community, created_at in self.db.execute(
+            "SELECT community, created_at FROM directory ORDER BY created_at, community"
+        ).fetchall():
+            if created_at >= newer_than:
+                return False
+            if community in followed:
+                continue
+            with self._transaction():
+                self.db.execute(
+                    "DELETE FROM records WHERE community = ? OR id = ?", (community, community)
+                )
+                for table in _LISTING_TABLES:
+                    self.db.execute(f"DELETE FROM {table} WHERE community = ?", (community,))  # noqa: S608
+                self.db.execute("DELETE FROM communities WHERE id = ?", (community,))
+            return True
+        return False
 
     def directory_count(self) -> int:
         row = self.db.execute("SELECT count(*) FROM directory").fetchone()
@@ -133,7 +183,7 @@ class DirectoryStore:
             grants.append(found.envelope)
             current, before = found.author, found.created_at
         envelopes = [announcement, genesis, *reversed(grants)]
-        if sum(len(e) for e in envelopes) > MAX_LISTING_BYTES:
+        if len(pack_listing(envelopes)) > MAX_LISTING_BYTES:
             return None
         return envelopes
 

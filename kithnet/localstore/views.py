@@ -348,7 +348,11 @@ def communities(db: Any, me: bytes) -> list[Community]:
         f"SELECT {_COMMUNITY_COLUMNS} FROM communities AS c"  # noqa: S608
         " WHERE EXISTS (SELECT 1 FROM members AS m"
         "  WHERE m.community = c.id AND m.member = ?1 AND m.joined = 1)"
-        " OR EXISTS (SELECT 1 FROM roles AS r WHERE r.community = c.id AND r.member = ?1)"
+        # A role counts only in a community this member made or joined: anyone can make
+        # a community naming a stranger its moderator, and list it in the directory.
+        " OR (EXISTS (SELECT 1 FROM roles AS r WHERE r.community = c.id AND r.member = ?1)"
+        "  AND (c.creator = ?1 OR EXISTS (SELECT 1 FROM records AS x WHERE x.community = c.id"
+        "  AND x.author = ?1 AND x.kind = 'join')))"
         " ORDER BY c.name COLLATE NOCASE, c.id",
         (me,),
     ).fetchall()

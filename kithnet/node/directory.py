@@ -47,8 +47,10 @@ FETCH_TIMEOUT = 30.0
 FETCHES_PER_SECOND = 0.1  # directory requests one peer may make (bursts of FETCH_BURST)
 FETCH_BURST = 3
 MAX_REFRESH_PEERS = 16
+MAX_CONNECT_FETCHES = 16  # nodes an empty directory asks as they connect
 TOPIC_WAIT = 5.0  # how long an announcement waits for a neighbour on the directory topic
 ANNOUNCE_EVERY_MS = 24 * 3600 * 1000
+REANNOUNCE_GAP_MS = 10 * 60 * 1000  # a listing newer by less than this is not taken
 DEFAULT_ANNOUNCE_LIFETIME = "30d"
 READ_SIZE = 64 * 1024
 
@@ -73,6 +75,7 @@ class Directory:
         self._serving: Counter[str] = Counter()
         self._limiter = RateLimiter(FETCHES_PER_SECOND, FETCH_BURST)
         self._fetched: set[str] = set()  # peers asked on connecting
+        self._fetching = trio.Lock()
         self.peer.set_stream_handler(DIRECTORY_PROTOCOL, self._serve)
 
     async def run(self) -> None:
@@ -107,7 +110,16 @@ class Directory:
             return "reject"
         community = announcement.community
         assert community is not None  # an announcement names its community
-        if not self.store.in_directory(community) and self.store.directory_count() >= MAX_DIRECTORY:
+        announced = self.store.announced_at(community)
+        if announced is not None and announcement.created_at < announced + REANNOUNCE_GAP_MS:
+            # Older than the one held, or too soon after it: nothing new to pass on.
+            dropped["directory_stale"] += 1
+            return "ignore"
+        if (
+            announced is None
+            and self.store.directory_count() >= MAX_DIRECTORY
+            and not self.store.evict_stalest_listing(announcement.created_at)
+        ):
             dropped["directory_full"] += 1
             return "ignore"
         try:
@@ -119,6 +131,7 @@ class Directory:
         status = outcomes[0].status
         if status == "stored":
             self.received += 1
+            self.store.prune_listing(community)
             return "accept"
         # A replay, or a community this node knows more of (an owner since revoked).
         dropped["replayed" if status == "duplicate" else "directory_outdated"] += 1
@@ -219,14 +232,21 @@ class Directory:
                 await stream.close()
 
     async def on_connect(self, peer_id: str) -> None:
-        """A node whose directory is empty asks each node it meets for theirs (once)."""
-        if self.store.directory_count() or peer_id in self._fetched:
+        """A node whose directory is empty asks nodes it meets for theirs (each once,
+        one at a time, and at most MAX_CONNECT_FETCHES in all)."""
+        if (
+            self.store.directory_count()
+            or peer_id in self._fetched
+            or len(self._fetched) >= MAX_CONNECT_FETCHES
+            or self._fetching.locked()
+        ):
             return
         self._fetched.add(peer_id)
-        try:
-            await self.fetch(peer_id)
-        except (SyncError, P2PError) as exc:
-            log.debug("no directory from %s: %s", peer_id, exc)
+        async with self._fetching:
+            try:
+                await self.fetch(peer_id)
+            except (SyncError, P2PError) as exc:
+                log.debug("no directory from %s: %s", peer_id, exc)
 
     async def refresh(self) -> dict[str, int]:
         """Ask the nodes of the DHT's directory providers and every connected node for
