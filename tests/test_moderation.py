@@ -67,7 +67,9 @@ def test_a_banned_member_cannot_read_what_is_posted_after_the_ban() -> None:
                 await cal_node.wait_for_record(bytes.fromhex(before["id"]))
                 old_key = cal.community_key(community)
 
-                banned = await ann_commands.community_ban("Night Shift", "Cal", reason="leaks")
+                banned = await ann_commands.community_ban(
+                    "Night Shift", cal.identity.public_key.hex(), reason="leaks"
+                )
                 assert banned["key_epoch"] == 1
                 await _wait(lambda: bob.community_key_epoch(community) == 1, "Bob's new key")
                 assert bob.community_key(community) == ann.community_key(community) != old_key
@@ -143,7 +145,9 @@ def test_moderators_remove_and_ban_and_every_member_sees_the_log() -> None:
                 await bob_node.wait_for_record(bytes.fromhex(removed["id"]))
                 assert [p.text for p in bob.feed(community).posts] == []
 
-                ban = await ann_commands.community_ban("Street", "Bob", reason="spam again")
+                ban = await ann_commands.community_ban(
+                    "Street", bob.identity.public_key.hex(), reason="spam again"
+                )
                 assert ban["key_epoch"] is None  # a public community has no key
                 await bob_node.wait_for_record(bytes.fromhex(ban["id"]))
                 log = await bob_commands.community_log("Street")
