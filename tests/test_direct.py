@@ -249,6 +249,16 @@ def test_hostile_dm_frames_are_refused_and_counted_and_the_node_carries_on() -> 
                 },
             )
             profile = sign_record(hostile, {"kind": "profile", "name": "x", "created_at": now_ms()})
+            # A box the kind allows but no message needs: nobody holds it for anyone.
+            bulky = sign_record(
+                ann.identity,
+                {
+                    "kind": "dm",
+                    "recipient": cat_key,
+                    "box": bytes(20_000),
+                    "created_at": now_ms(),
+                },
+            )
             async with (
                 Peer.running(bob.identity) as bob_peer,
                 Peer.running(hostile) as bad,
@@ -287,12 +297,14 @@ def test_hostile_dm_frames_are_refused_and_counted_and_the_node_carries_on() -> 
                     encode_frame(["dm", not_for_bob.envelope]),
                     encode_frame(["dm", b"\xc1\xc1junk"]),
                     encode_frame(["dm", profile.envelope]),
+                    encode_frame(["dm", bulky.envelope]),
                 ) == [
                     ["refused", "bad_signature"],
                     ["refused", "no_shared_community"],
                     ["refused", "undecryptable"],
                     ["refused", "malformed"],
                     ["refused", "not_a_dm"],
+                    ["refused", "oversize"],
                 ]
                 # Junk and oversized frames end the stream (after nothing is kept).
                 assert await ask(struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1") == []

@@ -312,7 +312,7 @@ KINDS: dict[str, KindSpec] = {
             "absent",
             (
                 Field("recipient", key()),
-                Field("box", Bin(max_bytes=16_384, meaning="sealed box of the message")),
+                Field("box", Bin(max_bytes=60000, meaning="sealed box of the message")),
             ),
             "anyone except the recipient",
             (_not_self("recipient"),),

@@ -62,6 +62,7 @@ _BLAMED = frozenset(
         "not_a_dm",
     }
 )
+MAX_BOX_BYTES = 16_384  # the box of the longest text (16,000 bytes) and its keys
 STRANGER_MESSAGES = 20  # kept from one sender who shares no community with this member
 # Refusals after which a sender (or a forwarder) keeps the message to try again later.
 _RETRY = frozenset({"rate_limited", "clock_skew", "store_error"})
@@ -334,6 +335,9 @@ class DirectMessages:
             return self._refuse(exc.reason, sender)
         if record.kind != "dm":
             return self._refuse("not_a_dm", sender)
+        if len(record.fields["box"]) > MAX_BOX_BYTES:
+            # The kind allows more; what this protocol carries is one message's text.
+            return self._refuse("oversize", sender)
         recipient = record.fields["recipient"]
         me = self.store.identity.public_key
         by_author = public_key_of_peer(sender) == record.author
