@@ -263,6 +263,7 @@ NODE_COMMANDS = {
     "revoke": True,
     "hide": True,
     "mute": False,
+    "thread": False,
     "blobs": False,
     "attachment.save": True,
     "dm": True,
@@ -390,6 +391,8 @@ def _cmd_post(args: argparse.Namespace) -> int:
             "kind": args.kind,
             "skills": args.skill,
             "reply_to": args.reply_to,
+            "area": args.area or "",
+            "terms": args.terms or "",
             # The node reads the files: give it paths that do not depend on our folder.
             "attachments": [os.path.abspath(f) for f in args.attach],
         },
@@ -427,6 +430,9 @@ def _cmd_feed(args: argparse.Namespace) -> int:
         edited = " (edited)" if post["edited"] else ""
         print(f"{_when(post['created_at'])}  {post['author_name'] or post['author'][:12]}")
         print(f"  {label}{post['text']}{edited}{tags}{replies}")
+        offered = [f"{k}: {post[k]}" for k in ("area", "terms") if post.get(k)]
+        if offered:
+            print(f"  {'; '.join(offered)}")
         for a in post.get("attachments", []):
             name = a["name"] or a["hash"][:12]
             print(f"  [{a['index']}] {name} ({_size(a['size'])}, {a['mime']}): {a['state']}")
@@ -718,6 +724,21 @@ def _simple(command: str, keys: tuple[str, ...], done: str) -> Any:
         return 0
 
     return handler
+
+
+def _cmd_thread(args: argparse.Namespace) -> int:
+    result = _node_command(args, "thread", {"post": args.post})
+    if args.json:
+        _print(result, True)
+        return 0
+    for post in result["posts"]:
+        indent = "  " * post["depth"]
+        label = {"post": "", "question": "[question] ", "offer": "[offer] "}[post["type"]]
+        edited = " (edited)" if post["edited"] else ""
+        who = post["author_name"] or post["author"][:12]
+        print(f"{indent}{_when(post['created_at'])}  {who}  id {post['id'][:12]}")
+        print(f"{indent}  {label}{post['text']}{edited}")
+    return 0
 
 
 def _cmd_mute(args: argparse.Namespace) -> int:
@@ -1118,6 +1139,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--skill", action="append", default=[], metavar="SKILL", help="a skill it is about"
     )
     post.add_argument("--reply-to", metavar="ID", help="the post this answers")
+    post.add_argument("--area", help="offers: where you offer it (a town, a district)")
+    post.add_argument("--terms", help="offers: price or conditions")
     post.add_argument(
         "--attach", action="append", default=[], metavar="FILE", help="attach a file (up to 8)"
     )
@@ -1223,6 +1246,10 @@ def build_parser() -> argparse.ArgumentParser:
     _store_options(directory)
     directory.set_defaults(handler=_cmd_directory)
 
+    thread = commands.add_parser("thread", help="a post and the replies to it")
+    thread.add_argument("post", help="the post's id (or its first 8+ hex digits)")
+    _store_options(thread)
+    thread.set_defaults(handler=_cmd_thread)
     react = commands.add_parser("react", help="react to a post with an emoji")
     react.add_argument("post", help="the post's id (or its first 8+ hex digits)")
     react.add_argument("emoji")

@@ -291,6 +291,16 @@ def test_the_new_commands_by_the_command_line_with_no_node_running(tmp_path: Pat
     [invite] = ann.cli_json("community", "invites", "Allotments")["invites"]
     listed = ann.cli("community", "invites", "Allotments", "--withdraw", invite["id"][:12])
     assert "withdrawn" in listed.stdout
+    offer = ann.cli_json(
+        "post", "Allotments", "Rotavating", "--kind", "offer", "--skill", "gardening",
+        "--area", "Hackney", "--terms", "£20 an hour",
+    )["id"]  # fmt: skip
+    reply = ann.cli_json("post", "Allotments", "Weekends too", "--reply-to", offer)["id"]
+    shown_thread = ann.cli_json("thread", offer[:10])["posts"]
+    assert [(p["id"], p["depth"]) for p in shown_thread] == [(offer, 0), (reply, 1)]
+    assert (shown_thread[0]["area"], shown_thread[0]["terms"]) == ("Hackney", "£20 an hour")
+    assert "area: Hackney; terms: £20 an hour" in ann.cli("feed", "Allotments").stdout
+    assert ann.cli("delete", offer[:10]).returncode == 0
     assert ann.cli("delete", post[:10]).returncode == 0
     assert ann.cli_json("feed", "Allotments")["posts"] == []
     assert "nothing has been moderated" in ann.cli("community", "log", "Allotments").stdout

@@ -65,6 +65,7 @@ def _post_view(post: views.Post) -> dict[str, Any]:
         "text": post.text,
         "tags": list(post.tags),
         "area": post.area,
+        "terms": post.terms,
         "reply_to": post.reply_to.hex() if post.reply_to else None,
         "created_at": post.created_at,
         "edited": post.edited,
@@ -116,6 +117,7 @@ class Commands(BlobCommands):
             "community.log": self.community_log,
             "community.remove": self.community_remove,
             "react": self.react,
+            "thread": self.thread,
             "edit": self.edit,
             "delete": self.delete,
             "revoke": self.revoke,
@@ -655,8 +657,12 @@ class Commands(BlobCommands):
         skills: list[str] | None = None,
         reply_to: str | None = None,
         attachments: list[str] | None = None,
+        area: str = "",
+        terms: str = "",
     ) -> dict[str, Any]:
         target = self.resolve(community)
+        if (area or terms) and kind != "offer":
+            raise CommandError("--area and --terms go with --kind offer")
         if not text and not attachments:
             raise CommandError("a post needs text or an attached file (--attach FILE)")
         fields: dict[str, Any] = {"kind": "post", "community": target.id, "type": kind}
@@ -664,6 +670,7 @@ class Commands(BlobCommands):
             fields["text"] = text
         if skills:
             fields["tags"] = skills
+        fields.update({k: v for k, v in (("area", area), ("terms", terms)) if v})
         if reply_to:
             try:
                 parent = bytes.fromhex(reply_to)
@@ -686,6 +693,14 @@ class Commands(BlobCommands):
                 attachment_view(a) for a in self.store.attachments([record.id])[record.id]
             ],
         }
+
+    async def thread(self, post: str) -> dict[str, Any]:
+        """A post and its visible replies, depth first, oldest first at each level."""
+        root = self.record(post, kinds=("post",))
+        shown = self.store.thread(root.id)
+        if not shown:
+            raise CommandError("that post was deleted or removed")
+        return {"posts": [{**_post_view(p), "depth": p.depth} for p in shown]}
 
     async def react(self, post: str, emoji: str, undo: bool = False) -> dict[str, Any]:
         """React to a post with an emoji, or withdraw this member's reaction."""
