@@ -244,6 +244,7 @@ class Store(DirectoryStore, BlobStore):
         self._peer_ids: dict[bytes, str] = {}  # member key -> libp2p peer id, computed once
         self._key_scan: dict[bytes, int] = {}  # community -> key_update seq looked at
         self._key_offers: dict[bytes, dict[bytes, tuple[int, int, bytes, bytes]]] = {}
+        self._sealed: dict[bytes, tuple[tuple[int, int], int, set[bytes]]] = {}
         # Changes whenever the references in effect may have changed (see vouches()).
         self.graph_generation = 0
         self._graph_full_at = 0  # the generation of the last change that was not additions
@@ -839,17 +840,23 @@ class Store(DirectoryStore, BlobStore):
 
     def sealed_since(self, community: bytes, created_at: int, epoch: int) -> set[bytes]:
         """Members a `key_update` in effect, dated at or after `created_at` and of
-        `epoch` or later, seals a key to (the key in force, or a later one)."""
-        found: set[bytes] = set()
-        for (envelope,) in self.db.execute(
-            "SELECT envelope FROM records WHERE community = ? AND kind = 'key_update'"
-            " AND status = 'allowed' AND created_at >= ?",
-            (community, created_at),
-        ):
+        `epoch` or later, seals a key to (the key in force, or a later one). Records
+        are read once each: later calls with the same bounds read only new ones."""
+        bounds, seen, found = self._sealed.get(community, ((created_at, epoch), 0, set()))
+        if bounds != (created_at, epoch):
+            seen, found = 0, set()
+        rows = self.db.execute(
+            "SELECT seq, envelope FROM records WHERE community = ? AND kind = 'key_update'"
+            " AND status = 'allowed' AND created_at >= ? AND seq > ? ORDER BY seq",
+            (community, created_at, seen),
+        ).fetchall()
+        for seq, envelope in rows:
+            seen = max(seen, seq)
             record = decode_stored(envelope)
             if record.fields["epoch"] >= epoch:
                 found.update(entry["member"] for entry in record.fields["keys"])
-        return found
+        self._sealed[community] = ((created_at, epoch), seen, found)
+        return set(found)
 
     def _key_offers_for(self, community: bytes) -> dict[bytes, tuple[int, int, bytes, bytes]]:
         """record id -> (epoch, created_at, id, key) of every `key_update` sealed to this
