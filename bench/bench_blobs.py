@@ -80,7 +80,7 @@ async def bench(mib: int, rounds: int) -> None:
                 # Bob holds the post but follows nothing, so only this fetch runs.
                 bob.ingest([post.envelope])
                 started = time.perf_counter()
-                await bob_node.blobs.fetch_from(ann_peer.peer_id, blob, size, "x/y")
+                await bob_node.blobs.fetch_from(ann_peer.peer_id, blob, "x/y")
                 fetches.append(time.perf_counter() - started)
                 assert bob.has_blob(blob)
             assert ann_node.blobs.counts["served"] == rounds
