@@ -62,6 +62,7 @@ async def bench(mib: int, rounds: int) -> None:
         adds, fetches = [], []
         async with Peer.running(ann.identity) as ann_peer, Peer.running(bob.identity) as bob_peer:
             ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+            await ann_node.follow(community)  # a node serves blobs for what it follows
             await bob_peer.connect(ann_peer.addresses()[0])
             for _ in range(rounds):
                 path = Path(folder) / "file.bin"

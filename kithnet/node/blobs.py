@@ -296,6 +296,9 @@ class BlobService:
             try:
                 sizes = self.store.claimed_sizes(blob)
                 await self._fetch_from_any(blob, sizes, mime, communities, explicit=True)
+            except (BlobError, StoreError):
+                self._wait_before_retry(blob)  # everyone was asked: the fetcher waits too
+                raise
             finally:
                 del self._fetching[blob]
                 done.set()
