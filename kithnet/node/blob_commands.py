@@ -72,10 +72,11 @@ class BlobCommands:
     @contextmanager
     def forgetting_unposted(self, added: list[bytes]) -> Iterator[None]:
         """Around making a post: if it fails, forget the blobs stored for it alone (the
-        `added` ones no stored post names), and say why in one line."""
+        `added` ones no stored post names); a broken rule becomes one line (a StoreError
+        already is one, and goes on as it is)."""
         try:
             yield
-        except (RecordError, StoreError) as exc:
+        except RecordError as exc:  # a rule of posts broken (text too long, say)
             self._forget(added)
             raise _error(f"the post cannot be made: {exc}") from None
         except BaseException:
