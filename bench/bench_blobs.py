@@ -62,6 +62,7 @@ async def bench(mib: int, rounds: int) -> None:
         adds, fetches = [], []
         async with Peer.running(ann.identity) as ann_peer, Peer.running(bob.identity) as bob_peer:
             ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+            await ann_node.follow(community)  # a node serves blobs for what it follows
             await bob_peer.connect(ann_peer.addresses()[0])
             for _ in range(rounds):
                 path = Path(folder) / "file.bin"
@@ -80,7 +81,7 @@ async def bench(mib: int, rounds: int) -> None:
                 # Bob holds the post but follows nothing, so only this fetch runs.
                 bob.ingest([post.envelope])
                 started = time.perf_counter()
-                await bob_node.blobs.fetch_from(ann_peer.peer_id, blob, size, "x/y")
+                await bob_node.blobs.fetch_from(ann_peer.peer_id, blob, "x/y")
                 fetches.append(time.perf_counter() - started)
                 assert bob.has_blob(blob)
             assert ann_node.blobs.counts["served"] == rounds

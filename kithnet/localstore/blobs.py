@@ -29,6 +29,10 @@ class BlobTooBig(StoreError):
     """A blob over this member's limits; the message says which and how to change it."""
 
 
+class BlobBusy(StoreError):
+    """A blob is being received right now (a fetch in progress): it cannot be begun again."""
+
+
 def blob_hash(data: bytes) -> bytes:
     """BLAKE2b-256 of a blob's bytes, as a post names it."""
     return hashlib.blake2b(data, digest_size=32).digest()
@@ -59,9 +63,10 @@ class Attachment:
 @dataclass(frozen=True, slots=True)
 class WantedBlob:
     hash: bytes
-    size: int
+    sizes: tuple[int, ...]  # the sizes visible posts claim for it, within the limits
     mime: str
-    communities: tuple[bytes, ...]
+    communities: tuple[bytes, ...]  # whose visible posts name it
+    seq: int  # the newest naming post's position: the paging cursor
 
 
 # Allowed posts, neither deleted nor removed, that name a blob (a.hash).
@@ -69,6 +74,13 @@ _VISIBLE = (
     "JOIN records r ON r.id = a.post AND r.status = 'allowed'"
     " JOIN posts p ON p.rowid = r.seq AND p.deleted = 0 AND p.removed = 0"
 )
+# A blob (b.hash) that a post still names: a visible one, or one not yet judged.
+_NAMED = (
+    "EXISTS (SELECT 1 FROM attachments a JOIN records r ON r.id = a.post"
+    " LEFT JOIN posts p ON p.rowid = r.seq WHERE a.hash = b.hash AND (r.status = 'pending'"
+    " OR (r.status = 'allowed' AND p.deleted = 0 AND p.removed = 0)))"
+)
+FREE_GRACE_MS = 10 * 60 * 1000  # a blob this young is kept unnamed: its post is on its way
 
 
 class BlobStore:
@@ -76,6 +88,7 @@ class BlobStore:
 
     db: Any
     data_dir: Path
+    identity: Any
 
     def _transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -158,7 +171,7 @@ class BlobStore:
                 if size > HARD_MAX_SIZE:
                     break
         blob = digest.digest()
-        if self.has_blob(blob):
+        if self.has_blob(blob):  # already here (attached before, or fetched): reuse it
             return blob, size
         self.check_blob_room(size)
         writer = self.begin_blob(blob, size, mime)
@@ -184,18 +197,31 @@ class BlobStore:
         return blob
 
     def begin_blob(
-        self, blob: bytes, size: int, mime: str, *, explicit: bool = False
+        self,
+        blob: bytes,
+        size: int,
+        mime: str,
+        *,
+        explicit: bool = False,
+        origin: bytes | None = None,
     ) -> BlobWriter:
         """Start receiving a blob: it counts towards the total from now on, and is not
-        here until `finish` has checked its hash. Raises BlobTooBig if it does not fit."""
-        self.discard_blob(blob)  # what is left of an earlier attempt
+        here until `finish` has checked its hash (and noted `origin`, the community it
+        was fetched for). Raises BlobTooBig if it does not fit, BlobBusy if it is being
+        received already (a half-received blob is only ever one in progress: every
+        failure discards, and a start forgets what a stopped node left)."""
+        row = self.db.execute("SELECT complete FROM blobs WHERE hash = ?", (blob,)).fetchone()
+        if row is not None:
+            raise BlobBusy(
+                "it is here already" if row[0] else "it is being received from a member right now"
+            )
         self.check_blob_room(size, explicit=explicit)
         with self._transaction():
             self.db.execute(
                 "INSERT INTO blobs VALUES (?, ?, ?, 0, ?)",
                 (blob, size, mime[:100], _now_ms()),
             )
-        return BlobWriter(self, blob, size)
+        return BlobWriter(self, blob, size, origin)
 
     def discard_blob(self, blob: bytes) -> None:
         """Forget a blob that is not complete (a failed or abandoned fetch)."""
@@ -211,9 +237,57 @@ class BlobStore:
         not made)."""
         if self.db.execute("SELECT 1 FROM attachments WHERE hash = ?", (blob,)).fetchone():
             return
+        self._delete_blobs([blob])
+
+    def _delete_blobs(self, blobs: Sequence[bytes]) -> None:
         with self._transaction():
-            self.db.execute("DELETE FROM blob_chunks WHERE hash = ?", (blob,))
-            self.db.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
+            for blob in blobs:
+                self.db.execute("DELETE FROM blob_chunks WHERE hash = ?", (blob,))
+                self.db.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
+                self.db.execute("DELETE FROM blob_origins WHERE hash = ?", (blob,))
+
+    def forget_damaged_blob(self, blob: bytes) -> None:
+        """Delete a blob whose stored bytes turned out wrong, so it can be fetched again."""
+        self._delete_blobs([blob])
+
+    def free_unnamed_blobs(self, *, grace_ms: int = FREE_GRACE_MS, limit: int = 500) -> int:
+        """Delete up to `limit` complete blobs that no post names any more (every post
+        naming them deleted, removed or refused). A blob with no origin yet (an
+        attachment whose post is being made) is kept for `grace_ms`. Returns how many
+        were freed."""
+        rows = self.db.execute(
+            "SELECT b.hash FROM blobs b WHERE b.complete = 1 AND (b.created_at < ?"  # noqa: S608
+            " OR EXISTS (SELECT 1 FROM blob_origins o WHERE o.hash = b.hash))"
+            f" AND NOT {_NAMED} LIMIT ?",
+            (_now_ms() - grace_ms, limit),
+        ).fetchall()
+        self._delete_blobs([row[0] for row in rows])
+        return len(rows)
+
+    def note_blob_origins(self) -> int:
+        """Give each complete blob with no origin (stored before origins were kept, or
+        restored from a backup) the community of the first stored post naming it."""
+        with self._transaction():
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO blob_origins (hash, community)"
+                " SELECT b.hash, (SELECT a.community FROM attachments a"
+                " JOIN records r ON r.id = a.post WHERE a.hash = b.hash ORDER BY r.seq LIMIT 1)"
+                " AS first FROM blobs b WHERE b.complete = 1 AND first IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM blob_origins o WHERE o.hash = b.hash)"
+            )
+        return int(cursor.rowcount)
+
+    def latest_record_seq(self) -> int:
+        """The position of the newest stored record (changes whenever one arrives)."""
+        row = self.db.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()
+        return int(row[0])
+
+    def blob_origins(self, blob: bytes) -> list[bytes]:
+        """The communities this member obtained a blob for."""
+        rows = self.db.execute(
+            "SELECT community FROM blob_origins WHERE hash = ? ORDER BY community", (blob,)
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def discard_incomplete_blobs(self) -> int:
         """Forget every blob left half-received (by a node that stopped mid-fetch)."""
@@ -254,10 +328,13 @@ class BlobStore:
         """Note the attachments of newly stored post records (inside the ingest
         transaction)."""
         rows = []
+        origins = []
         for record in records:
             if record.kind != "post" or record.community is None:
                 continue
             for index, attachment in enumerate(record.fields.get("attachments") or ()):
+                if record.author == self.identity.public_key:  # the member's own: shared there
+                    origins.append((attachment["hash"], record.community))
                 rows.append(
                     (
                         record.id,
@@ -273,6 +350,8 @@ class BlobStore:
             self.db.executemany(
                 "INSERT OR IGNORE INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?)", rows
             )
+        if origins:
+            self.db.executemany("INSERT OR IGNORE INTO blob_origins VALUES (?, ?)", origins)
 
     def attachments(self, posts: Sequence[bytes]) -> dict[bytes, list[Attachment]]:
         """The attachments of these posts, with what this member holds of each."""
@@ -316,39 +395,53 @@ class BlobStore:
                 self._index_attachments([decode_stored(row[0])])
         return self.attachments([post])[post]
 
-    def may_serve_blob(self, blob: bytes, member: bytes) -> bool:
-        """Whether `member` may have a blob from us: we hold it whole, and they are a
-        member (not banned) of a community where an allowed, visible post names it."""
+    def may_serve_blob(self, blob: bytes, member: bytes, community: bytes) -> bool:
+        """Whether `member` may have a blob from us for `community`: we hold it whole,
+        obtained it for that community (an origin), an allowed, visible post there names
+        it, and they are a member of it, not banned. A post elsewhere naming the same
+        hash (anyone can copy a hash) never makes it servable there."""
         row = self.db.execute(
             f"SELECT 1 FROM attachments a {_VISIBLE}"  # noqa: S608
+            " JOIN blob_origins o ON o.hash = a.hash AND o.community = a.community"
             " JOIN members m ON m.community = a.community AND m.member = ?"
             " AND m.joined = 1 AND m.banned = 0"
             " JOIN blobs b ON b.hash = a.hash AND b.complete = 1"
-            " WHERE a.hash = ? LIMIT 1",
-            (member, blob),
+            " WHERE a.hash = ? AND a.community = ? LIMIT 1",
+            (member, blob, community),
         ).fetchone()
         return row is not None
 
-    def wanted_blobs(self, *, limit: int = 100) -> list[WantedBlob]:
-        """Blobs that visible posts name, not here, within this member's limits: what
-        the node fetches by itself, newest posts first."""
+    def wanted_blobs(self, *, limit: int = 100, before: int | None = None) -> list[WantedBlob]:
+        """Blobs that visible posts name, not here, with a claimed size within this
+        member's limits: what the node fetches by itself, newest naming post first, one
+        entry per hash (every size claimed for it: the hash decides which is true). Pages
+        by `before`, the `seq` of the last entry of the page before."""
         limits = self.blob_limits()
         rows = self.db.execute(
-            "SELECT a.hash, a.size, a.mime, group_concat(hex(a.community)), max(r.seq)"  # noqa: S608
+            "SELECT a.hash, group_concat(DISTINCT a.size), min(a.mime),"  # noqa: S608
+            " group_concat(DISTINCT hex(a.community)), max(r.seq) AS newest"
             f" FROM attachments a {_VISIBLE}"
             " WHERE a.size <= ? AND NOT EXISTS"
             " (SELECT 1 FROM blobs b WHERE b.hash = a.hash AND b.complete = 1)"
-            " GROUP BY a.hash, a.size ORDER BY max(r.seq) DESC LIMIT ?",
-            (min(limits.max_size, HARD_MAX_SIZE), limit),
+            " GROUP BY a.hash HAVING newest < ? ORDER BY newest DESC LIMIT ?",
+            (min(limits.max_size, HARD_MAX_SIZE), 2**62 if before is None else before, limit),
         ).fetchall()
         wanted = []
         room = limits.max_total - limits.used
-        for blob, size, mime, communities, _ in rows:
-            if size > room:
-                continue
+        for blob, sizes, mime, communities, newest in rows:
+            fitting = tuple(sorted(int(s) for s in str(sizes).split(",") if int(s) <= room))
             ids = tuple(dict.fromkeys(bytes.fromhex(c) for c in communities.split(",")))
-            wanted.append(WantedBlob(blob, size, mime, ids))
+            wanted.append(WantedBlob(blob, fitting, mime, ids, int(newest)))
         return wanted
+
+    def claimed_sizes(self, blob: bytes) -> set[int]:
+        """The sizes that allowed, visible posts claim for a blob (one is true, if any)."""
+        rows = self.db.execute(
+            f"SELECT DISTINCT a.size FROM attachments a {_VISIBLE}"  # noqa: S608
+            " WHERE a.hash = ?",
+            (blob,),
+        ).fetchall()
+        return {int(row[0]) for row in rows}
 
     def blob_communities(self, blob: bytes) -> list[bytes]:
         """The communities whose visible posts name a blob."""
@@ -367,10 +460,11 @@ class BlobWriter:
 
     WRITE_BATCH = 16  # chunks per transaction: 1 MiB
 
-    def __init__(self, store: BlobStore, blob: bytes, size: int) -> None:
+    def __init__(self, store: BlobStore, blob: bytes, size: int, origin: bytes | None) -> None:
         self._store = store
         self.hash = blob
         self.size = size
+        self.origin = origin
         self.received = 0
         self._digest = hashlib.blake2b(digest_size=32)
         self._buffer = bytearray()
@@ -398,6 +492,10 @@ class BlobWriter:
             store.db.executemany("INSERT INTO blob_chunks VALUES (?, ?, ?)", self._pending)
             if complete:
                 store.db.execute("UPDATE blobs SET complete = 1 WHERE hash = ?", (self.hash,))
+                if self.origin is not None:
+                    store.db.execute(
+                        "INSERT OR IGNORE INTO blob_origins VALUES (?, ?)", (self.hash, self.origin)
+                    )
         self._pending = []
 
     def finish(self) -> None:

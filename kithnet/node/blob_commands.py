@@ -4,15 +4,18 @@ seeing and setting the limits (`kithnet blobs`), and saving an attachment to a f
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from kithnet.localstore.blobs import HARD_MAX_SIZE, Attachment, BlobTooBig, parse_size
+from kithnet.core.errors import RecordError
+from kithnet.localstore.blobs import HARD_MAX_SIZE, Attachment, BlobBusy, BlobTooBig, parse_size
 from kithnet.localstore.errors import StoreError
 from kithnet.node.blobs import BlobError
 
@@ -54,23 +57,42 @@ class BlobCommands:
     store: Store
     temporary: bool
 
-    def store_attachments(self, files: Sequence[str]) -> list[dict[str, Any]]:
+    def store_attachments(
+        self, files: Sequence[str], added: list[bytes] | None = None
+    ) -> list[dict[str, Any]]:
         """Store each file as a blob (refusing what is over the limits) and return the
-        post's `attachments` field for them."""
+        post's `attachments` field for them; the blobs stored anew are appended to
+        `added` (to be forgotten if the post is not made: `forgetting_unposted`)."""
         if len(files) > MAX_ATTACHMENTS:
             raise _error(f"a post can carry at most {MAX_ATTACHMENTS} files")
-        added: list[bytes] = []
-        try:
+        added = [] if added is None else added
+        with self.forgetting_unposted(added):
             return self._store_files(files, added)
+
+    @contextmanager
+    def forgetting_unposted(self, added: list[bytes]) -> Iterator[None]:
+        """Around making a post: if it fails, forget the blobs stored for it alone (the
+        `added` ones no stored post names); a broken rule becomes one line (a StoreError
+        already is one, and goes on as it is)."""
+        try:
+            yield
+        except RecordError as exc:  # a rule of posts broken (text too long, say)
+            self._forget(added)
+            raise _error(f"the post cannot be made: {exc}") from None
         except BaseException:
-            for blob in added:  # stored for this post alone, which is not made
-                self.store.forget_unnamed_blob(blob)
+            self._forget(added)
             raise
+
+    def _forget(self, added: list[bytes]) -> None:
+        for blob in added:  # stored for this post alone, which is not made
+            self.store.forget_unnamed_blob(blob)
 
     def _store_files(self, files: Sequence[str], added: list[bytes]) -> list[dict[str, Any]]:
         attachments = []
         for text in files:
-            path = Path(text).expanduser()
+            path = Path(text)
+            if not path.is_absolute():
+                raise _error(f"{text}: give the file's full path")
             if not path.is_file():
                 raise _error(f"{text}: no such file")
             mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -81,6 +103,10 @@ class BlobCommands:
                     added.append(blob)
             except BlobTooBig as exc:
                 raise _error(f"{path.name} cannot be attached: {exc}") from None
+            except BlobBusy:
+                raise _error(
+                    f"{path.name} is being received from a member right now: try again soon"
+                ) from None
             except OSError as exc:
                 raise _error(f"{text} cannot be read: {exc.strerror or exc}") from None
             except StoreError as exc:  # changed while it was read
@@ -138,7 +164,9 @@ class BlobCommands:
         if not 1 <= index <= len(found):
             raise _error(f"that post has {len(found)} attachment(s): give an index from 1")
         attachment = found[index - 1]
-        target = Path(file).expanduser()
+        target = Path(file)
+        if not target.is_absolute():
+            raise _error(f"{file}: give the full path of the file to write")
         if target.exists():
             raise _error(f"{file} already exists: choose another file name")
         if not target.parent.is_dir():
@@ -160,26 +188,51 @@ class BlobCommands:
                     f"{exc}. Try again when the member who posted it is online"
                 ) from None
             fetched = True
-        partial = target.with_name(f".{target.name}.part")
-        try:
-            with partial.open("xb") as out:
-                for chunk in self.store.blob_chunks(attachment.hash):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, target)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise _error(f"cannot write {file}: {exc.strerror or exc}") from None
+        size = self._write_blob(attachment, target)
         return {
             "post": post_id.hex(),
             "index": index,
             "name": attachment.name,
             "mime": attachment.mime,
-            "size": attachment.size,
+            "size": size,
             "file": str(target),
             "fetched": fetched,
         }
+
+    def _write_blob(self, attachment: Attachment, target: Path) -> int:
+        """Write a held blob to `target`, which must not exist (never replaced, even if
+        made meanwhile), through a partial file that only this call creates and removes;
+        the bytes are checked against the hash as they are written. Returns the size."""
+        partial = target.with_name(f".{target.name}.part")
+        created = False
+        digest = hashlib.blake2b(digest_size=32)
+        size = 0
+        try:
+            with partial.open("xb") as out:
+                created = True
+                for chunk in self.store.blob_chunks(attachment.hash):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.digest() != attachment.hash or size != self.store.blob_size(attachment.hash):
+                self.store.forget_damaged_blob(attachment.hash)
+                raise _error(
+                    f"the stored copy of {attachment.name or 'the file'} was damaged and is "
+                    "forgotten: save it again to fetch it anew"
+                )
+            os.link(partial, target)  # fails if the target appeared meanwhile
+        except FileExistsError:
+            if not created:
+                raise _error(f"{partial} is in the way: move it and try again") from None
+            raise _error(f"{target} already exists: choose another file name") from None
+        except OSError as exc:
+            raise _error(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            if created:
+                partial.unlink(missing_ok=True)
+        return size
 
     async def _reach(self, community: bytes) -> int:
         raise NotImplementedError

@@ -679,9 +679,11 @@ class Commands(BlobCommands):
             if self.store.status_of(parent) is None:
                 raise CommandError(f"no post {reply_to[:12]}… is known here")
             fields["reply_to"] = parent
+        added: list[bytes] = []  # blobs stored for this post alone
         if attachments:
-            fields["attachments"] = self.store_attachments(attachments)
-        record, reached = await self._publish(fields, target.id)
+            fields["attachments"] = self.store_attachments(attachments, added)
+        with self.forgetting_unposted(added):
+            record, reached = await self._publish(fields, target.id)
         await self.wait_for_fetches(fields.get("attachments", []), reached)
         return {
             "id": record.id.hex(),
