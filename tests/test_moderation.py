@@ -14,15 +14,17 @@ import pytest
 import trio
 
 from kithnet.core.envelope import Record, sign_record
+from kithnet.crypto.community import handle as community_handle
 from kithnet.crypto.errors import CryptoError
+from kithnet.crypto.identity import Identity
 from kithnet.crypto.invite import InviteCode
 from kithnet.crypto.sealed import seal, unseal
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.answers import my_trust
 from kithnet.node.commands import CommandError, Commands
-from kithnet.node.node import Node
-from kithnet.node.sync import SyncError
+from kithnet.node.node import SYNC_PROTOCOL, Node
+from kithnet.node.sync import SyncError, encode_frame
 from kithnet.p2p.host import P2PError, Peer
 from tests.members import Member
 from tests.test_node import new_store, run
@@ -558,3 +560,88 @@ def test_a_member_let_back_after_a_ban_gets_the_key_in_force() -> None:
                 assert cal.community_key(community) == ann.community_key(community)
 
     run(scenario)
+
+
+def test_two_moderators_holding_the_key_seal_it_to_nobody_again_and_a_stranger_gets_nothing() -> (
+    None
+):
+    """Ann and Bob, both role holders, hold the key in force: neither node finds anyone
+    to seal it to (no endless resealing). Eve, knowing the community's handle (every
+    neighbour sees it as a topic name), is refused a sync: only members are served."""
+
+    async def scenario(folder: Path) -> None:
+        with new_store(folder, "Ann") as ann, new_store(folder, "Bob") as bob:
+            async with (
+                Peer.running(ann.identity) as ann_peer,
+                Peer.running(bob.identity) as bob_peer,
+                Peer.running(Identity.generate()) as eve,
+            ):
+                ann_node, bob_node = Node(ann, ann_peer), Node(bob, bob_peer)
+                ann_commands = Commands(ann_node)
+                made = await ann_commands.community_create("Night", private=True)
+                community = bytes.fromhex(made["id"])
+                code = (await ann_commands.invite_create("Night", uses=1))["code"]
+                assert (await Commands(bob_node).join(code))["status"] == "joined"
+                await ann_commands.community_roles("Night", grant=bob.identity.public_key.hex())
+                await bob_node.sync(ann_peer.peer_id, community)
+                assert bob.community(community).roles == ("moderator",)  # type: ignore[union-attr]
+                before = ann.db.execute(
+                    "SELECT count(*) FROM records WHERE kind = 'key_update'"
+                ).fetchone()[0]
+                for node in (ann_node, bob_node, ann_node):
+                    assert await node.reseal(community, now=True) == []
+                    await bob_node.sync(ann_peer.peer_id, community)
+                after = ann.db.execute(
+                    "SELECT count(*) FROM records WHERE kind = 'key_update'"
+                ).fetchone()[0]
+                assert after == before
+
+                handle = community_handle(ann.community_key(community))  # type: ignore[arg-type]
+                await eve.connect(ann_peer.addresses()[0])
+                stream = await eve.open_stream(ann_peer.peer_id, SYNC_PROTOCOL)
+                await stream.write(encode_frame(["open", 1, handle, b"\x61"]))
+                assert b"unknown_community" in await stream.read(65536)
+
+    run(scenario)
+
+
+def test_a_banned_members_invites_let_nobody_in_and_no_key_is_sealed_to_them(
+    tmp_path: Path,
+) -> None:
+    """After Mod is banned, a join with an invite Mod issued is refused, and so is a
+    key_update (by a moderator who missed the ban) that seals a key to Mod."""
+    night = _Night(tmp_path, "Mod", "Bob", "New")
+    ann = night.stores["Ann"]
+    c = night.community
+    mod_code = InviteCode.create(night.stores["Mod"].identity, c, "Night", [], night.t + 10**9)
+    night.records += [
+        night.at(
+            ann, 2, kind="role_grant", community=c, subject=night.key_of("Mod"), role="moderator"
+        ),
+        night.at(
+            night.stores["Mod"],
+            3,
+            kind="invite",
+            community=c,
+            invite_key=mod_code.invite_key,
+            expires_at=night.t + 10**9,
+        ),
+        night.join("Bob", 4),
+        night.at(
+            ann, 5, kind="role_grant", community=c, subject=night.key_of("Bob"), role="moderator"
+        ),
+        night.at(
+            ann, 10_000, kind="moderation", community=c, action="ban", target=night.key_of("Mod")
+        ),
+    ]
+    late_join = night.at(
+        night.stores["New"], 10_001, kind="join", community=c,
+        invite_key=mod_code.invite_key, proof=mod_code.prove_join(night.key_of("New")),
+    )  # fmt: skip
+    # Bob had not seen the ban when he rekeyed, and sealed the key to Mod too.
+    stale_rekey = night.key("Bob", 10_002, 1, os.urandom(32), ("Ann", "Bob", "Mod"))
+    ann.ingest([r.envelope for r in night.records])
+    ann.ingest([late_join.envelope, stale_rekey.envelope])
+    assert ann.status_of(late_join.id) == ("denied", "the invite's issuer is banned")
+    assert ann.status_of(stale_rekey.id) == ("denied", "a key is sealed to a banned member")
+    night.close()

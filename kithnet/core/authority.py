@@ -54,6 +54,7 @@ class InviteFacts:
     withdrawn: bool = False
     max_uses: int | None = None
     uses: int = 0  # allowed joins with it, counted in judging order
+    issuer: bytes | None = None  # the author of the invite record
 
 
 class KnownState(Protocol):
@@ -140,6 +141,10 @@ def check_authority(record: Record, state: KnownState) -> Decision:
     elif kind in ("moderation", "key_update"):
         if not roles:
             return _denied("only owners and moderators can do this")
+        if kind == "key_update" and any(
+            state.is_banned(community_id, entry["member"]) for entry in fields["keys"]
+        ):
+            return _denied("a key is sealed to a banned member")
         banned = fields["target"] if fields.get("action") == "ban" else None
         if banned is not None and "owner" in state.roles(community_id, banned):
             return _denied("an owner cannot be banned; revoke the role first")
@@ -156,6 +161,14 @@ def check_authority(record: Record, state: KnownState) -> Decision:
             return _denied("the invite had expired")
         if invite.max_uses is not None and invite.uses >= invite.max_uses:
             return _denied("the invite had been used up")
+        if invite.issuer is not None and state.is_banned(community_id, invite.issuer):
+            return _denied("the invite's issuer is banned")
+        if (
+            invite.issuer is not None
+            and facts.visibility == "private"
+            and not state.roles(community_id, invite.issuer)
+        ):
+            return _denied("the invite's issuer no longer lets people into this community")
     if kind in _MEMBER_KINDS and not state.is_member(community_id, author):
         return _pending(author, "the author's join has not arrived")
     return ALLOWED
@@ -228,7 +241,9 @@ class Facts:
                 self.banned.discard(pair)
         elif kind == "invite":
             pair = (community_id, fields["invite_key"])
-            self.invites[pair] = InviteFacts(fields["expires_at"], max_uses=fields.get("max_uses"))
+            self.invites[pair] = InviteFacts(
+                fields["expires_at"], max_uses=fields.get("max_uses"), issuer=record.author
+            )
             self.invite_records[record.id] = pair
         elif kind == "delete" and fields["target"] in self.invite_records:
             pair = self.invite_records[fields["target"]]

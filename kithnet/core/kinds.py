@@ -303,6 +303,12 @@ KINDS: dict[str, KindSpec] = {
             (
                 Field("epoch", UInt(), doc="increases by one at each rekey"),
                 Field("keys", ListOf(SEALED_KEY, 400, 1), doc="several records for big ones"),
+                Field(
+                    "key_id",
+                    Bin(size=32),
+                    False,
+                    'BLAKE2b-256 keyed with the key over "kithnet/key-id/1": which key it is',
+                ),
             ),
             "owners and moderators",
         ),

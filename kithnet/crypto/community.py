@@ -14,6 +14,7 @@ from kithnet.crypto import secretbox
 
 HANDLE_DOMAIN = b"kithnet/private-community/1"
 GOSSIP_DOMAIN = b"kithnet/private-gossip/1"
+KEY_ID_DOMAIN = b"kithnet/key-id/1"
 
 
 def handle(community_key: bytes) -> bytes:
@@ -21,6 +22,14 @@ def handle(community_key: bytes) -> bytes:
     if len(community_key) != secretbox.KEY_SIZE:
         raise ValueError("a community key is 32 bytes")
     return hashlib.blake2b(HANDLE_DOMAIN, key=community_key, digest_size=32).digest()
+
+
+def key_id(community_key: bytes) -> bytes:
+    """32 bytes naming a content key in `key_update` records, so members can tell who
+    holds which key without opening the boxes; not the handle (which names the topic)."""
+    if len(community_key) != secretbox.KEY_SIZE:
+        raise ValueError("a community key is 32 bytes")
+    return hashlib.blake2b(KEY_ID_DOMAIN, key=community_key, digest_size=32).digest()
 
 
 def seal_gossip(community_key: bytes, data: bytes) -> bytes:

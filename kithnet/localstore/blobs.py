@@ -8,6 +8,7 @@ Mixed into `Store`, whose database and transactions it uses.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -232,9 +233,26 @@ class BlobStore:
             self.db.execute("DELETE FROM blob_chunks WHERE hash = ?", (blob,))
             self.db.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
 
+    def _pins(self) -> Counter[bytes]:
+        pins: Counter[bytes] = self.__dict__.setdefault("_blob_pins", Counter())
+        return pins
+
+    def pin_blobs(self, blobs: Iterable[bytes]) -> None:
+        """Keep blobs while a post that will name them is being made (the freeing sweep
+        and a failed post's clean-up leave them alone until `unpin_blobs`)."""
+        self._pins().update(blobs)
+
+    def unpin_blobs(self, blobs: Iterable[bytes]) -> None:
+        pins = self._pins()
+        pins.subtract(blobs)
+        for blob in [b for b, n in pins.items() if n <= 0]:
+            del pins[blob]
+
     def forget_unnamed_blob(self, blob: bytes) -> None:
         """Delete a blob no stored post names (one stored for a post that was then
-        not made)."""
+        not made), unless another post being made uses it."""
+        if self._pins().get(blob):
+            return
         if self.db.execute("SELECT 1 FROM attachments WHERE hash = ?", (blob,)).fetchone():
             return
         self._delete_blobs([blob])
@@ -261,21 +279,35 @@ class BlobStore:
             f" AND NOT {_NAMED} LIMIT ?",
             (_now_ms() - grace_ms, limit),
         ).fetchall()
-        self._delete_blobs([row[0] for row in rows])
-        return len(rows)
+        pinned = self._pins()
+        unnamed = [row[0] for row in rows if not pinned.get(row[0])]
+        self._delete_blobs(unnamed)
+        return len(unnamed)
 
     def note_blob_origins(self) -> int:
-        """Give each complete blob with no origin (stored before origins were kept, or
-        restored from a backup) the community of the first stored post naming it."""
+        """Give each complete blob with no origin (stored before origins were kept) an
+        origin only where that is certain: the communities of this member's own posts
+        naming it, else the one community whose posts name it. A hash named in several
+        communities by others is left without one (anyone can copy a hash into a public
+        post): it is not served until fetched again for a community."""
+        me = self.identity.public_key
         with self._transaction():
-            cursor = self.db.execute(
+            own = self.db.execute(
                 "INSERT OR IGNORE INTO blob_origins (hash, community)"
-                " SELECT b.hash, (SELECT a.community FROM attachments a"
-                " JOIN records r ON r.id = a.post WHERE a.hash = b.hash ORDER BY r.seq LIMIT 1)"
-                " AS first FROM blobs b WHERE b.complete = 1 AND first IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM blob_origins o WHERE o.hash = b.hash)"
+                " SELECT DISTINCT a.hash, a.community FROM attachments a"
+                " JOIN records r ON r.id = a.post JOIN blobs b ON b.hash = a.hash"
+                " WHERE r.author = ? AND r.status = 'allowed' AND b.complete = 1"
+                " AND NOT EXISTS (SELECT 1 FROM blob_origins o WHERE o.hash = a.hash)",
+                (me,),
             )
-        return int(cursor.rowcount)
+            single = self.db.execute(
+                "INSERT OR IGNORE INTO blob_origins (hash, community)"
+                " SELECT a.hash, min(a.community) FROM attachments a"
+                " JOIN blobs b ON b.hash = a.hash WHERE b.complete = 1"
+                " AND NOT EXISTS (SELECT 1 FROM blob_origins o WHERE o.hash = a.hash)"
+                " GROUP BY a.hash HAVING count(DISTINCT a.community) = 1"
+            )
+        return int(own.rowcount) + int(single.rowcount)
 
     def latest_record_seq(self) -> int:
         """The position of the newest stored record (changes whenever one arrives)."""
@@ -411,11 +443,13 @@ class BlobStore:
         ).fetchone()
         return row is not None
 
-    def wanted_blobs(self, *, limit: int = 100, before: int | None = None) -> list[WantedBlob]:
+    def wanted_blobs(
+        self, *, limit: int = 100, before: tuple[int, bytes] | None = None
+    ) -> list[WantedBlob]:
         """Blobs that visible posts name, not here, with a claimed size within this
         member's limits: what the node fetches by itself, newest naming post first, one
         entry per hash (every size claimed for it: the hash decides which is true). Pages
-        by `before`, the `seq` of the last entry of the page before."""
+        by `before`, the (newest, hash) of the last entry of the page before."""
         limits = self.blob_limits()
         rows = self.db.execute(
             "SELECT a.hash, group_concat(DISTINCT a.size), min(a.mime),"  # noqa: S608
@@ -423,8 +457,13 @@ class BlobStore:
             f" FROM attachments a {_VISIBLE}"
             " WHERE a.size <= ? AND NOT EXISTS"
             " (SELECT 1 FROM blobs b WHERE b.hash = a.hash AND b.complete = 1)"
-            " GROUP BY a.hash HAVING newest < ? ORDER BY newest DESC LIMIT ?",
-            (min(limits.max_size, HARD_MAX_SIZE), 2**62 if before is None else before, limit),
+            " GROUP BY a.hash HAVING (newest, a.hash) < (?, ?)"
+            " ORDER BY newest DESC, a.hash DESC LIMIT ?",
+            (
+                min(limits.max_size, HARD_MAX_SIZE),
+                *(before if before is not None else (2**62, b"")),
+                limit,
+            ),
         ).fetchall()
         wanted = []
         room = limits.max_total - limits.used

@@ -18,7 +18,7 @@ from kithnet.core.envelope import decode_stored
 
 MAX_DIRECTORY = 1000  # communities the directory holds; beyond, the stalest go
 # A stranger's community is kept for its listing alone: these tables hold its rows.
-_LISTING_TABLES = ("directory", "roles", "members", "invites")
+_LISTING_TABLES = ("directory", "roles", "members", "invites", "judge_marks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,27 +68,37 @@ class DirectoryStore:
                 (community, community),
             )
 
-    def evict_stalest_listing(self, newer_than: int) -> bool:
-        """Make room in a full directory: forget the community announced longest ago,
-        if before `newer_than` and this member is not in it, with all its records.
-        True if one went."""
-        followed = set(self.followed_communities())
+    def stalest_listing(self, newer_than: int) -> bytes | None:
+        """The community a full directory would forget for a listing announced at
+        `newer_than`: the one announced longest ago, before that, of which this store
+        holds only what listings bring (its genesis, announcement and owner grants), so
+        never one the member made, joined, left or wrote in. None if there is none."""
         for community, created_at in self.db.execute(
             "SELECT community, created_at FROM directory ORDER BY created_at, community"
         ).fetchall():
             if created_at >= newer_than:
-                return False
-            if community in followed:
-                continue
-            with self._transaction():
-                self.db.execute(
-                    "DELETE FROM records WHERE community = ? OR id = ?", (community, community)
-                )
-                for table in _LISTING_TABLES:
-                    self.db.execute(f"DELETE FROM {table} WHERE community = ?", (community,))  # noqa: S608
-                self.db.execute("DELETE FROM communities WHERE id = ?", (community,))
-            return True
-        return False
+                return None
+            other = self.db.execute(
+                "SELECT 1 FROM records WHERE community = ? AND (author = ?"
+                " OR kind NOT IN ('announcement', 'role_grant')) LIMIT 1",
+                (community, self.identity.public_key),
+            ).fetchone()
+            genesis = self.db.execute(
+                "SELECT author FROM records WHERE id = ?", (community,)
+            ).fetchone()
+            if other is None and genesis is not None and genesis[0] != self.identity.public_key:
+                return bytes(community)
+        return None
+
+    def forget_listing(self, community: bytes) -> None:
+        """Forget a stranger's community that only its listing brought (see
+        `stalest_listing`): its records and the rows they made."""
+        with self._transaction():
+            self.db.execute("DELETE FROM records WHERE community = ?", (community,))
+            self.db.execute("DELETE FROM records WHERE id = ?", (community,))
+            for table in _LISTING_TABLES:
+                self.db.execute(f"DELETE FROM {table} WHERE community = ?", (community,))  # noqa: S608
+            self.db.execute("DELETE FROM communities WHERE id = ?", (community,))
 
     def directory_count(self) -> int:
         row = self.db.execute("SELECT count(*) FROM directory").fetchone()
@@ -115,8 +125,8 @@ class DirectoryStore:
             " d.invite, d.members, d.created_at,"
             " EXISTS (SELECT 1 FROM members AS m WHERE m.community = d.community"
             "  AND m.member = ?1 AND m.joined = 1)"
-            " OR EXISTS (SELECT 1 FROM roles AS o WHERE o.community = d.community"
-            "  AND o.member = ?1)"
+            " OR EXISTS (SELECT 1 FROM communities AS c WHERE c.id = d.community"
+            "  AND c.creator = ?1)"
             " FROM directory AS d JOIN records AS r ON r.id = d.record_id"
             " WHERE ?2 IS NULL OR d.community = ?2"
             " ORDER BY d.created_at DESC, d.community",

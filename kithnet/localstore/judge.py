@@ -179,12 +179,16 @@ class Judge:
         return TargetFacts(row[0], row[1], row[2], subject)
 
     def invite(self, community_id: bytes, invite_key: bytes) -> InviteFacts | None:
-        row = self.db.execute(
-            "SELECT expires_at, withdrawn, max_uses, uses FROM invites"
-            " WHERE community = ? AND invite_key = ?",
-            (community_id, invite_key),
-        ).fetchone()
-        return InviteFacts(row[0], bool(row[1]), row[2], row[3]) if row else None
+        query = (
+            "SELECT i.expires_at, i.withdrawn, i.max_uses, i.uses, r.author FROM invites AS i"
+            " LEFT JOIN records AS r ON r.id = i.record_id"
+            " WHERE i.community = ? AND i.invite_key = ?"
+        )
+        row = self.db.execute(query, (community_id, invite_key)).fetchone()
+        if row is not None and row[4] is None:  # the invite's record is still buffered
+            self._flush_rows()
+            row = self.db.execute(query, (community_id, invite_key)).fetchone()
+        return InviteFacts(row[0], bool(row[1]), row[2], row[3], row[4]) if row else None
 
     # Judging ----------------------------------------------------------------------
 
@@ -520,7 +524,10 @@ class Judge:
         elif kind == "profile":
             self._apply_profile(record)
         elif kind == "reference":
-            self.refs_added.append((record.author, fields["subject"], fields["skill"]))
+            if community_id is not None and record.id in self._removed_in(community_id):
+                self.graph_changed = True  # removed before it arrived: read the graph anew
+            else:
+                self.refs_added.append((record.author, fields["subject"], fields["skill"]))
             db.execute(
                 "INSERT INTO refs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (

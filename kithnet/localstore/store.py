@@ -244,7 +244,6 @@ class Store(DirectoryStore, BlobStore):
         self._peer_ids: dict[bytes, str] = {}  # member key -> libp2p peer id, computed once
         self._key_scan: dict[bytes, int] = {}  # community -> key_update seq looked at
         self._key_offers: dict[bytes, dict[bytes, tuple[int, int, bytes, bytes]]] = {}
-        self._sealed: dict[bytes, tuple[tuple[int, int], int, set[bytes]]] = {}
         # Changes whenever the references in effect may have changed (see vouches()).
         self.graph_generation = 0
         self._graph_full_at = 0  # the generation of the last change that was not additions
@@ -838,26 +837,6 @@ class Store(DirectoryStore, BlobStore):
         allowed = self._allowed_offers(community)
         return allowed[-1] if allowed else None
 
-    def sealed_since(self, community: bytes, created_at: int, epoch: int) -> set[bytes]:
-        """Members a `key_update` in effect, dated at or after `created_at` and of
-        `epoch` or later, seals a key to (the key in force, or a later one). Records
-        are read once each: later calls with the same bounds read only new ones."""
-        bounds, seen, found = self._sealed.get(community, ((created_at, epoch), 0, set()))
-        if bounds != (created_at, epoch):
-            seen, found = 0, set()
-        rows = self.db.execute(
-            "SELECT seq, envelope FROM records WHERE community = ? AND kind = 'key_update'"
-            " AND status = 'allowed' AND created_at >= ? AND seq > ? ORDER BY seq",
-            (community, created_at, seen),
-        ).fetchall()
-        for seq, envelope in rows:
-            seen = max(seen, seq)
-            record = decode_stored(envelope)
-            if record.fields["epoch"] >= epoch:
-                found.update(entry["member"] for entry in record.fields["keys"])
-        self._sealed[community] = ((created_at, epoch), seen, found)
-        return set(found)
-
     def _key_offers_for(self, community: bytes) -> dict[bytes, tuple[int, int, bytes, bytes]]:
         """record id -> (epoch, created_at, id, key) of every `key_update` sealed to this
         member, whatever its status (a status may change later); opened once each."""
@@ -935,19 +914,36 @@ class Store(DirectoryStore, BlobStore):
         ).fetchall()
         return [row[0] for row in rows]
 
-    def key_sealed_to(self, community: bytes, member: bytes, epoch: int) -> Record | None:
-        """A `key_update` in effect that seals this epoch's key to `member`, if any."""
+    def key_sealed_to(self, community: bytes, member: bytes, key_id: bytes) -> Record | None:
+        """A `key_update` in effect that seals the key `key_id` names to `member`."""
         for (envelope,) in self.db.execute(
             "SELECT envelope FROM records WHERE community = ? AND kind = 'key_update'"
             " AND status = 'allowed'",
             (community,),
         ):
             record = decode_stored(envelope)
-            if record.fields["epoch"] == epoch and any(
+            if record.fields.get("key_id") == key_id and any(
                 entry["member"] == member for entry in record.fields["keys"]
             ):
                 return record
         return None
+
+    def key_holders(self, community: bytes, key_id: bytes) -> set[bytes]:
+        """Members whose newest `key_update` in effect (by created_at, id) seals them
+        the key `key_id` names: who holds that key in force, as far as records show."""
+        newest: dict[bytes, tuple[int, bytes, bytes | None]] = {}
+        for (envelope,) in self.db.execute(
+            "SELECT envelope FROM records WHERE community = ? AND kind = 'key_update'"
+            " AND status = 'allowed'",
+            (community,),
+        ):
+            record = decode_stored(envelope)
+            mark = (record.created_at, record.id, record.fields.get("key_id"))
+            for entry in record.fields["keys"]:
+                held = newest.get(entry["member"])
+                if held is None or mark[:2] > held[:2]:
+                    newest[entry["member"]] = mark
+        return {member for member, mark in newest.items() if mark[2] == key_id}
 
     def set_community_key(self, community: bytes, epoch: int, key: bytes) -> None:
         with self._transaction():

@@ -189,7 +189,7 @@ class BlobService:
         that blobs nobody can give do not hide older ones; returns how long until a
         waiting blob may be retried."""
         started = 0
-        before: int | None = None
+        before: tuple[int, bytes] | None = None
         for _ in range(MAX_PAGES):
             page = self.store.wanted_blobs(limit=MAX_WANTED, before=before)
             for wanted in page:
@@ -199,7 +199,7 @@ class BlobService:
                     started += 1
             if len(page) < MAX_WANTED or started >= MAX_WANTED:
                 break
-            before = page[-1].seq
+            before = (page[-1].seq, page[-1].hash)
         waits = [when - now for when, _ in self._retry.values() if when > now]
         return min([RETRY_INTERVAL, *waits])
 

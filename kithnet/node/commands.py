@@ -16,6 +16,7 @@ from kithnet.core import trust as trust_model
 from kithnet.core.envelope import Record
 from kithnet.core.fields import normalise_tag
 from kithnet.crypto import secretbox
+from kithnet.crypto.community import key_id
 from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.invite import MAX_ADDRESSES, InviteCode, InviteCodeError
 from kithnet.crypto.invite import decode as decode_invite
@@ -257,6 +258,7 @@ class Commands(BlobCommands):
                     "community": record.id,
                     "epoch": 0,
                     "keys": [{"member": me, "box": seal(me, key)}],
+                    "key_id": key_id(key),
                 }
             )
         await self.node.follow(record.id)
@@ -336,7 +338,7 @@ class Commands(BlobCommands):
                 notes.append("this node does not hold the community's key, so it could not rekey")
             notes += await self._close_invites_of(target.id, subject)
         elif unban and target.visibility == "private" and await self.node.follow(target.id):
-            await self.node.reseal(target.id)  # the key in force, to the member let back
+            await self.node.reseal(target.id, now=True)  # the key in force, to the member
         return {
             "id": record.id.hex(),
             "key_epoch": key_epoch,
@@ -682,8 +684,14 @@ class Commands(BlobCommands):
         added: list[bytes] = []  # blobs stored for this post alone
         if attachments:
             fields["attachments"] = self.store_attachments(attachments, added)
+        # Until the post is stored, nothing names its files: keep them from being freed.
+        named = [a["hash"] for a in fields.get("attachments", [])]
+        self.store.pin_blobs(named)
         with self.forgetting_unposted(added):
-            record, reached = await self._publish(fields, target.id)
+            try:
+                record, reached = await self._publish(fields, target.id)
+            finally:
+                self.store.unpin_blobs(named)
         await self.wait_for_fetches(fields.get("attachments", []), reached)
         return {
             "id": record.id.hex(),

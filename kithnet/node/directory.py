@@ -51,6 +51,7 @@ MAX_CONNECT_FETCHES = 16  # nodes an empty directory asks as they connect
 TOPIC_WAIT = 5.0  # how long an announcement waits for a neighbour on the directory topic
 ANNOUNCE_EVERY_MS = 24 * 3600 * 1000
 REANNOUNCE_GAP_MS = 10 * 60 * 1000  # a listing newer by less than this is not taken
+REANNOUNCE_INVITE_GAP_MS = 60 * 1000  # ... unless it brings a new invite
 DEFAULT_ANNOUNCE_LIFETIME = "30d"
 READ_SIZE = 64 * 1024
 
@@ -110,18 +111,25 @@ class Directory:
             return "reject"
         community = announcement.community
         assert community is not None  # an announcement names its community
-        announced = self.store.announced_at(community)
-        if announced is not None and announcement.created_at < announced + REANNOUNCE_GAP_MS:
-            # Older than the one held, or too soon after it: nothing new to pass on.
-            dropped["directory_stale"] += 1
-            return "ignore"
-        if (
-            announced is None
-            and self.store.directory_count() >= MAX_DIRECTORY
-            and not self.store.evict_stalest_listing(announcement.created_at)
-        ):
-            dropped["directory_full"] += 1
-            return "ignore"
+        held = self.store.directory_entry(community)
+        if held is not None:
+            # Older than the one held, or too soon after it, is nothing new to pass on;
+            # but a new invite (the old one used up or withdrawn) may follow within
+            # REANNOUNCE_INVITE_GAP_MS.
+            gap = (
+                REANNOUNCE_INVITE_GAP_MS
+                if announcement.fields.get("invite", "") != held.invite
+                else REANNOUNCE_GAP_MS
+            )
+            if announcement.created_at < held.created_at + gap:
+                dropped["directory_stale"] += 1
+                return "ignore"
+        make_room = None
+        if held is None and self.store.directory_count() >= MAX_DIRECTORY:
+            make_room = self.store.stalest_listing(announcement.created_at)
+            if make_room is None:
+                dropped["directory_full"] += 1
+                return "ignore"
         try:
             outcomes = self.store.ingest_checked(batch)
         except StoreError as exc:
@@ -132,6 +140,8 @@ class Directory:
         if status == "stored":
             self.received += 1
             self.store.prune_listing(community)
+            if make_room is not None:  # only once the new listing is in
+                self.store.forget_listing(make_room)
             return "accept"
         # A replay, or a community this node knows more of (an owner since revoked).
         dropped["replayed" if status == "duplicate" else "directory_outdated"] += 1

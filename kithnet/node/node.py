@@ -24,6 +24,7 @@ import trio
 from kithnet.core.envelope import Record
 from kithnet.crypto import secretbox
 from kithnet.crypto.community import handle as community_handle
+from kithnet.crypto.community import key_id as community_key_id
 from kithnet.crypto.community import open_gossip, seal_gossip
 from kithnet.crypto.errors import CryptoError
 from kithnet.crypto.identity import peer_id as peer_id_of
@@ -66,8 +67,9 @@ MAX_SYNCS_PER_PEER = 4  # sync streams one peer may have open with us at once
 TRUST_WARM_DELAY = 1.0  # after records arrive, wait this long before updating trust
 TRUST_WARM_GAP = 5.0  # and update it at most this often
 KEYS_PER_UPDATE = 400  # sealed keys in one key_update record (the kind's limit)
+RESEAL_GAP = 30.0  # seconds between two reseals of one community
 # Records that may change who holds a private community's key, or which key is in force.
-_KEY_KINDS = frozenset({"key_update", "join", "moderation", "role_grant"})
+_KEY_KINDS = frozenset({"key_update", "join", "moderation", "role_grant", "role_revoke"})
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class Node:
         self._keys: dict[bytes, bytes] = {}  # private community -> the key in force
         self._rekey_locks: dict[bytes, trio.Lock] = {}
         self._key_checks: set[bytes] = set()  # private communities with a check queued
+        self._resealed: dict[bytes, float] = {}  # private community -> when last resealed
         self._by_handle: dict[bytes, bytes] = {}  # private community handle -> community
         self._topic_keys: dict[str, bytes] = {}  # private topic -> the key its data uses
         self.dropped: Counter[str] = Counter()
@@ -273,11 +276,16 @@ class Node:
         async def check() -> None:
             try:
                 await trio.sleep(0)  # let the rest of the batch be stored first
-                self._key_checks.discard(community)
                 await self.check_key(community)
-                await self.reseal(community)
+                last = self._resealed.get(community)
+                if last is not None:  # reseal at most every RESEAL_GAP: wait for it
+                    await trio.sleep(max(0.0, last + RESEAL_GAP - trio.current_time()))
+                self._key_checks.discard(community)  # what arrives from now on: again
+                await self.reseal(community, now=True)
             except Exception as exc:  # a full disk, a host going down: try again later
                 log.warning("could not update the community's key: %s", exc)
+            finally:
+                self._key_checks.discard(community)
 
         self.peer.start_soon(check)
 
@@ -303,6 +311,7 @@ class Node:
                         "community": community,
                         "epoch": epoch,
                         "keys": sealed[start : start + KEYS_PER_UPDATE],
+                        "key_id": community_key_id(key),
                     }
                 )
             )
@@ -327,20 +336,25 @@ class Node:
                 await self.check_key(community)
             return records
 
-    async def reseal(self, community: bytes) -> list[Record]:
+    async def reseal(self, community: bytes, *, now: bool = False) -> list[Record]:
         """An owner's or moderator's node seals the key in force to members who should
-        hold it and have no sealed copy of it or a later one: joins judged after a
-        rekey, members unbanned, newcomers welcomed under an older key."""
+        hold it and whose newest sealed key is another (or none): joins judged after a
+        rekey, members unbanned, newcomers welcomed under an older key, a member a
+        lagging moderator sealed an old key to. At most once every RESEAL_GAP seconds
+        per community unless `now` (a rekey or an unban just happened)."""
         info = self.store.community(community)
-        keys = self.store.community_keys(community)
-        if info is None or not info.roles or not keys or community not in self._keys:
+        if info is None or not info.roles or community not in self._keys:
+            return []
+        last = self._resealed.get(community)
+        if not now and last is not None and trio.current_time() - last < RESEAL_GAP:
             return []
         async with self._rekey_locks.setdefault(community, trio.Lock()):
+            self._resealed[community] = trio.current_time()
             found = self.store.key_in_force(community)
             if found is None:
                 return []
-            epoch, created_at, _record, key = found
-            have = self.store.sealed_since(community, created_at, epoch)
+            epoch, _created_at, _record, key = found
+            have = self.store.key_holders(community, community_key_id(key))
             missing = [m for m in self._key_holders(community) if m not in have]
             if not missing:
                 return []
@@ -376,25 +390,27 @@ class Node:
         return None
 
     def _serves_to(self, asker: str, wire: bytes) -> bytes | None:
-        """The community a sync request names, if this node serves it to `asker`: a
-        private one never to a member banned from it, and under a key older than the
-        newest only to its members (a banned member knows the old handle)."""
+        """The community a sync request names, if this node serves it to `asker`. A
+        private one only to its current members (joined or holding a role, not banned),
+        under any of its handles: a handle is no secret (it names a gossip topic every
+        neighbour sees), so knowing it proves nothing. A newcomer whose join has not
+        reached this node yet is refused until it has."""
         community = self._resolve(wire)
         if community is None or community not in self._keys:
             return community
         member = public_key_of_peer(asker)
-        known = {m.member: m for m in self.store.members(community)}
-        entry = known.get(member) if member is not None else None
-        if entry is not None and entry.banned:
-            self.dropped["not_a_member"] += 1
-            return None
-        current = wire == community_handle(self._keys[community])
-        if not current and not (
-            entry is not None and (entry.roles or self.store.is_member(community, entry.member))
-        ):
+        if member is None or not self._holds_place(community, member):
             self.dropped["not_a_member"] += 1
             return None
         return community
+
+    def _holds_place(self, community: bytes, member: bytes) -> bool:
+        for entry in self.store.members(community):
+            if entry.member == member:
+                return not entry.banned and (
+                    bool(entry.roles) or self.store.is_member(community, member)
+                )
+        return False
 
     async def post(self, fields: Mapping[str, Any]) -> Record:
         """Store a record as this member (durable when this returns), then queue it for
@@ -745,16 +761,9 @@ class Node:
         welcome = self.store.welcome_envelopes(community, record.fields["invite_key"])
         keys = self.store.community_keys(community)
         epoch, key = keys[-1] if keys else (0, key)  # the key in force, with its epoch
-        sealed = self.store.key_sealed_to(community, record.author, epoch)
+        sealed = self.store.key_sealed_to(community, record.author, community_key_id(key))
         if sealed is None:
-            sealed = await self.post(
-                {
-                    "kind": "key_update",
-                    "community": community,
-                    "epoch": epoch,
-                    "keys": [{"member": record.author, "box": seal(record.author, key)}],
-                }
-            )
+            [sealed] = await self._seal_key(community, epoch, key, [record.author])
         return ["welcome", [record.envelope, sealed.envelope, *welcome]]
 
     # Catch-up sync --------------------------------------------------------------------
