@@ -225,3 +225,26 @@ def test_a_backup_keeps_messages_marks_settings_and_pictures(tmp_path: Path) -> 
         assert restored.setting("blob_max_size") == 3 * 1024 * 1024
         assert b"".join(restored.blob_chunks(blob)) == picture
         assert restored.has_blob(blob)
+
+
+def test_a_backup_restores_under_lowered_limits_and_leaves_the_machine_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files held under limits the member has since lowered still come back; where the
+    old machine listened does not; a format-1 backup (records only) is still read."""
+    with new_store(tmp_path) as store:
+        blob = store.add_blob(random.Random(5).randbytes(300_000), "image/jpeg")
+        store.set_blob_limits(max_total=100_000)
+        store.set_setting("listen", ["/ip4/192.0.2.7/tcp/4001"])
+        write_backup(store, tmp_path / "b2", PASSPHRASE)
+    with restore_backup(tmp_path / "b2", PASSPHRASE, tmp_path / "new", kdf=FAST_KDF) as restored:
+        assert restored.has_blob(blob)
+        assert restored.blob_limits().max_total == 100_000
+        assert restored.setting("listen") is None
+    monkeypatch.setattr("kithnet.localstore.backup.VERSION", 1)
+    with new_store(tmp_path / "old") as store:
+        store.publish({"kind": "community", "name": "Old", "visibility": "public"})
+        write_backup(store, tmp_path / "b1", PASSPHRASE)
+    assert (tmp_path / "b1").read_bytes()[15] == 1  # the version byte after the magic
+    with restore_backup(tmp_path / "b1", PASSPHRASE, tmp_path / "v1", kdf=FAST_KDF) as restored:
+        assert [c.name for c in restored.communities()] == ["Old"]

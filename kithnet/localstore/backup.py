@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgpack
+import sqlcipher3
 from nacl import bindings as sodium
 from nacl.exceptions import CryptoError as NaclCryptoError
 
@@ -109,12 +110,19 @@ _TABLE_COLUMNS = {
 }  # fmt: skip
 
 
+# Settings that belong to the machine, not the member: where this node listens.
+_MACHINE_SETTINGS = ("listen", "announce")
+
+
 def _tables(store: Store) -> Iterator[tuple[str, list[list[Any]]]]:
-    """Settings, marks and direct messages, in chunks of up to RECORDS_PER_CHUNK rows."""
+    """Settings (not the machine's), marks and direct messages, in chunks of up to
+    RECORDS_PER_CHUNK rows."""
     for table, columns in _TABLE_COLUMNS.items():
         rows = store.db.execute(
             f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 (names from above)
         ).fetchall()
+        if table == "settings":
+            rows = [row for row in rows if row[0] not in _MACHINE_SETTINGS]
         for start in range(0, len(rows), RECORDS_PER_CHUNK):
             yield table, [list(row) for row in rows[start : start + RECORDS_PER_CHUNK]]
 
@@ -125,6 +133,12 @@ def _restore_rows(store: Store, table: str, rows: Any, reader: _Reader) -> None:
         isinstance(row, list) and len(row) == len(columns) for row in rows
     ):
         raise reader._damaged(f"its {table} are not readable")
+    if table == "settings":
+        for row in rows:
+            try:
+                json.loads(row[1])
+            except (TypeError, ValueError) as exc:
+                raise reader._damaged("a setting in it is not readable") from exc
     marks = ", ".join("?" for _ in columns)
     try:
         with store._transaction():
@@ -133,7 +147,7 @@ def _restore_rows(store: Store, table: str, rows: Any, reader: _Reader) -> None:
                 f" VALUES ({marks})",
                 rows,
             )
-    except StoreError as exc:
+    except (StoreError, sqlcipher3.Error) as exc:
         raise reader._damaged(f"its {table} cannot be stored ({exc})") from exc
 
 
@@ -271,7 +285,7 @@ def _begin_blob(store: Store, header: Any, reader: _Reader) -> Any:
     ):
         raise reader._damaged("a picture or file in it is not readable")
     try:
-        return store.begin_blob(header[0], header[1], header[2], explicit=True)
+        return store.begin_blob(header[0], header[1], header[2], restoring=True)
     except StoreError as exc:
         raise reader._damaged(f"a picture or file in it cannot be stored ({exc})") from exc
 
@@ -314,6 +328,7 @@ def restore_backup(
         store = Store.create(building, passphrase, identity=Identity.from_seed(seed), kdf=kdf)
         store.max_pending = 2**62  # the member's own store held them all
         count = 0
+        ended = False
         blob: Any = None  # the picture or file being restored: a BlobWriter
         for item in chunks:
             if "blob_data" in item and blob is not None and isinstance(item["blob_data"], bytes):
@@ -330,8 +345,16 @@ def restore_backup(
                 _restore_rows(store, table, item[table], reader)
             elif "blob" in item:
                 blob = _begin_blob(store, item["blob"], reader)
-            elif item.get("end") != count:
-                raise reader._damaged("its record count does not match")
+            elif "blob_data" in item:
+                raise reader._damaged("it holds the bytes of a file it does not name")
+            elif "end" in item:
+                if item["end"] != count:
+                    raise reader._damaged("its record count does not match")
+                ended = True
+            else:
+                raise reader._damaged("it holds a part this Kithnet does not know")
+        if not ended:
+            raise reader._damaged("it does not end as a backup ends")
         store.mark_all_read()  # a restored history is not news
         store.close()
         store = None

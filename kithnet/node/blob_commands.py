@@ -4,9 +4,11 @@ seeing and setting the limits (`kithnet blobs`), and saving an attachment to a f
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mimetypes
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,23 @@ def _file_name(path: Path) -> str:
     while len(name.encode()) > MAX_NAME_BYTES:
         name = name[:-1]
     return name
+
+
+def _place(partial: Path, target: Path) -> None:
+    """Put a finished file at `target`, never over a file that appeared there: a hard
+    link where the file system has them, else an exclusive create and a copy."""
+    try:
+        os.link(partial, target)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+    with partial.open("rb") as source, target.open("xb") as out:
+        shutil.copyfileobj(source, out)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 class BlobCommands:
@@ -222,7 +241,7 @@ class BlobCommands:
                     f"the stored copy of {attachment.name or 'the file'} was damaged and is "
                     "forgotten: save it again to fetch it anew"
                 )
-            os.link(partial, target)  # fails if the target appeared meanwhile
+            _place(partial, target)  # fails if the target appeared meanwhile
         except FileExistsError:
             if not created:
                 raise _error(f"{partial} is in the way: move it and try again") from None
