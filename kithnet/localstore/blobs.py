@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kithnet.core.envelope import Record, decode_stored
 from kithnet.localstore.errors import StoreError
@@ -91,14 +91,13 @@ class BlobStore:
     data_dir: Path
     identity: Any
 
-    def _transaction(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the rest of Store provides
 
-    def setting(self, name: str) -> Any:
-        raise NotImplementedError
+        def _transaction(self) -> AbstractContextManager[None]: ...
 
-    def set_setting(self, name: str, value: Any) -> None:
-        raise NotImplementedError
+        def setting(self, name: str) -> Any: ...
+
+        def set_setting(self, name: str, value: Any) -> None: ...
 
     # Limits ---------------------------------------------------------------------------
 

@@ -253,5 +253,6 @@ class BlobCommands:
                 partial.unlink(missing_ok=True)
         return size
 
-    async def _reach(self, community: bytes) -> int:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what Commands provides
+
+        async def _reach(self, community: bytes) -> int: ...

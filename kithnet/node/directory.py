@@ -30,7 +30,7 @@ from kithnet.crypto.invite import decode as decode_invite
 from kithnet.localstore.directory import MAX_DIRECTORY, DirectoryEntry
 from kithnet.localstore.errors import StoreError
 from kithnet.localstore.store import now_ms
-from kithnet.node.sync import FrameReader, SyncError, encode_frame
+from kithnet.node.sync import FrameReader, SyncError, encode_frame, read_one
 from kithnet.p2p.dht import DIRECTORY_PROVIDER_ID, CommunityDht
 from kithnet.p2p.host import DIRECTORY_TOPIC, INVALID_PENALTY, P2PError, RateLimiter, Verdict
 
@@ -211,7 +211,7 @@ class Directory:
         self._serving[asker] += 1
         try:
             with trio.fail_after(FETCH_TIMEOUT):
-                request = await _read_one(stream)
+                request = await read_one(stream)
                 if request[0] != "list" or len(request) < 2:
                     raise SyncError("a directory request is ['list', version]")
                 if request[1] != DIRECTORY_VERSION:
@@ -413,17 +413,6 @@ class Directory:
 
 async def _delivered(data: bytes, author: str) -> None:
     """Listings are stored by the validator; nothing more to do on delivery."""
-
-
-async def _read_one(stream: Any) -> Any:
-    reader = FrameReader()
-    while True:
-        data = await stream.read(READ_SIZE)
-        if not data:
-            raise SyncError("the stream ended before a whole message")
-        messages = reader.feed(data)
-        if messages:
-            return messages[0]
 
 
 def entry_view(entry: DirectoryEntry, now: int) -> dict[str, Any]:

@@ -36,7 +36,14 @@ from kithnet.node.answers import my_trust
 from kithnet.node.blobs import BlobService
 from kithnet.node.direct import DirectMessages
 from kithnet.node.directory import Directory
-from kithnet.node.sync import FrameReader, SyncClient, SyncError, SyncServer, encode_frame
+from kithnet.node.sync import (
+    FrameReader,
+    SyncClient,
+    SyncError,
+    SyncServer,
+    encode_frame,
+    read_one,
+)
 from kithnet.p2p.host import (
     INVALID_PENALTY,
     P2PError,
@@ -602,7 +609,7 @@ class Node:
                 stream = await self.peer.open_stream(peer_id, PEERS_PROTOCOL)
                 try:
                     await stream.write(encode_frame(request))
-                    reply = await _read_one(stream)
+                    reply = await read_one(stream)
                 finally:
                     await stream.close()
         except (P2PError, SyncError, trio.TooSlowError) as exc:
@@ -627,7 +634,7 @@ class Node:
         asker = str(stream.muxed_conn.peer_id)
         try:
             with trio.fail_after(10):
-                request = await _read_one(stream)
+                request = await read_one(stream)
                 if request[0] != "hello" or len(request) != 3:
                     raise SyncError("a peer exchange opens with hello")
                 _, addresses, communities = request
@@ -667,7 +674,7 @@ class Node:
                 stream = await self.peer.open_stream(peer_id, JOIN_PROTOCOL)
                 try:
                     await stream.write(encode_frame(["join", join.envelope]))
-                    reply = await _read_one(stream)
+                    reply = await read_one(stream)
                 finally:
                     with contextlib.suppress(Exception):
                         await stream.close()
@@ -696,7 +703,7 @@ class Node:
         self._joining[asker] += 1
         try:
             with trio.fail_after(10):
-                request = await _read_one(stream)
+                request = await read_one(stream)
                 if request[0] != "join" or len(request) != 2 or not isinstance(request[1], bytes):
                     raise SyncError("a join request carries one join record")
                 reply = await self._admit(request[1], asker)
@@ -908,18 +915,6 @@ class Node:
                     self._check_key_soon(server.community)
             with contextlib.suppress(Exception):
                 await stream.close()
-
-
-async def _read_one(stream: Any) -> Any:
-    """Read exactly one frame (a peer exchange message)."""
-    reader = FrameReader()
-    while True:
-        data = await stream.read(READ_SIZE)
-        if not data:
-            raise SyncError("the stream ended before a whole message")
-        messages = reader.feed(data)
-        if messages:
-            return messages[0]
 
 
 def _peer_entries(reply: Any) -> list[tuple[str, list[str]]]:

@@ -273,3 +273,15 @@ class SyncServer:
         envelopes = self.store.envelopes_for(self.community, lacking) if lacking else []
         self.sent += len(envelopes)
         return [["neg", reply], *_record_batches(envelopes)]
+
+
+async def read_one(stream: Any) -> Any:
+    """Read exactly one frame from a stream (a request or an answer of one message)."""
+    reader = FrameReader()
+    while True:
+        data = await stream.read(64 * 1024)
+        if not data:
+            raise SyncError("the stream ended before a whole message")
+        messages = reader.feed(data)
+        if messages:
+            return messages[0]
