@@ -281,7 +281,7 @@ def test_a_fetch_fills_an_empty_directory_grant_chains_included_and_bad_entries_
                 # Roofers is announced by Zed, whom Ann made an owner: a stranger needs
                 # the grant to believe it.
                 roofs_id = bytes.fromhex(roofs["id"])
-                ann.publish(
+                grant = ann.publish(
                     {
                         "kind": "role_grant",
                         "community": roofs_id,
@@ -289,7 +289,7 @@ def test_a_fetch_fills_an_empty_directory_grant_chains_included_and_bad_entries_
                         "role": "owner",
                     }
                 )
-                zed_ad = signed(
+                zed_ad = sign_record(  # after the grant, even within the same millisecond
                     zed,
                     {
                         "kind": "announcement",
@@ -298,6 +298,7 @@ def test_a_fetch_fills_an_empty_directory_grant_chains_included_and_bad_entries_
                         "visibility": "public",
                         "tags": ["roofing"],
                         "members": 2,
+                        "created_at": grant.created_at + 1,
                     },
                 )
                 assert ann.ingest([zed_ad.envelope])[0].status == "stored"
