@@ -119,6 +119,7 @@ class Commands(BlobCommands):
             "community.remove": self.community_remove,
             "react": self.react,
             "thread": self.thread,
+            "feed.page": self.feed_page,
             "edit": self.edit,
             "delete": self.delete,
             "revoke": self.revoke,
@@ -702,6 +703,35 @@ class Commands(BlobCommands):
             "attachments": [
                 attachment_view(a) for a in self.store.attachments([record.id])[record.id]
             ],
+        }
+
+    async def feed_page(
+        self, community: str, before: list[Any] | None = None, limit: int = 50
+    ) -> dict[str, Any]:
+        """A page of a community's feed, newest first, before the cursor `before`
+        ([created_at, id hex] of the last post of the page before); `next` is the cursor
+        of the page after, or None at the end (the app's feed pages through it)."""
+        target = self.resolve(community, member=False)
+        if not 1 <= limit <= 500:
+            raise CommandError("a page holds 1 to 500 posts")
+        cursor = None
+        if before is not None:
+            try:
+                cursor = views.Cursor(int(before[0]), bytes.fromhex(before[1]))
+            except (TypeError, ValueError, IndexError):
+                raise CommandError("a feed cursor is [created_at, id]") from None
+        page = self.store.feed(target.id, before=cursor, limit=limit)
+        attachments = self.store.attachments([p.id for p in page.posts])
+        return {
+            "community": target.id.hex(),
+            "posts": [
+                {
+                    **_post_view(p),
+                    "attachments": [attachment_view(a) for a in attachments.get(p.id, [])],
+                }
+                for p in page.posts
+            ],
+            "next": [page.next.created_at, page.next.id.hex()] if page.next else None,
         }
 
     async def thread(self, post: str) -> dict[str, Any]:

@@ -69,11 +69,15 @@ async def serve(
     remember_listen: bool = False,
     relay: bool = False,
     relay_via: Sequence[str] = (),
+    on_signals: bool = True,
+    ready: Callable[[Node, Commands], None] | None = None,
 ) -> None:
-    """Run until SIGINT or SIGTERM (or cancellation). `remember_listen`: the next
-    `serve` without --listen listens on `listen` too. `relay`: act as a circuit relay
-    for members behind NAT. `relay_via`: reserve a slot on these relays and announce
-    the circuit addresses, for a node others cannot dial directly."""
+    """Run until SIGINT or SIGTERM (`on_signals`: only in a main thread) or
+    cancellation. `remember_listen`: the next `serve` without --listen listens on
+    `listen` too. `relay`: act as a circuit relay for members behind NAT. `relay_via`:
+    reserve a slot on these relays and announce the circuit addresses, for a node others
+    cannot dial directly. `ready` is called once the node runs (the desktop app's
+    bridge takes the node and its commands from it)."""
     async with (
         running_node(store, listen, mdns=mdns) as node,
         RelayClient.running(node.peer) as relay_client,
@@ -101,7 +105,11 @@ async def serve(
             log.info("listening on %s", address)
         log.info("following %d communities", len(node.following))
         commands = Commands(node)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with (
+            trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+            if on_signals
+            else contextlib.nullcontext(_no_signals())
+        ) as signals:
             async with (
                 CommunityDht.running(peer) as dht,
                 serving(store.data_dir, commands.dispatch) as path,
@@ -121,6 +129,8 @@ async def serve(
                         return
 
                 nursery.start_soon(stop_on_signal)
+                if ready is not None:
+                    ready(node, commands)
                 for address in peers:
                     try:
                         await node.connect(address)
@@ -138,6 +148,13 @@ async def serve(
                     await node.sync_all()
                     await node.directory.reannounce_due(commands)
     log.info("stopped")
+
+
+async def _no_signals() -> AsyncIterator[int]:
+    """A signal receiver that never receives (a node run by the desktop app stops by
+    cancellation)."""
+    await trio.sleep_forever()
+    yield 0  # pragma: no cover
 
 
 async def _find_lost_communities(node: Node, dht: CommunityDht) -> None:

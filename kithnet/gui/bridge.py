@@ -1,0 +1,152 @@
+"""The one way the desktop app reaches the node.
+
+The node runs with trio in a thread of its own, as `kithnet serve` runs it (its
+store, its host, its control socket), so nothing slow ever runs on the thread that
+paints: unlocking (Argon2id), queries, gossip and sync all happen there. The app asks
+for things by command name, exactly the commands the command line uses
+(kithnet/node/commands.py), and hears back through Qt signals, which Qt queues to the
+GUI thread:
+
+- `unlocked(info)` or `unlock_failed(message)` after `unlock(passphrase)`;
+- `answered(request, result)` or `failed(request, message)` for each `call`;
+- `arrived()` when records came from the network (at most every ARRIVAL_GAP s);
+- `stopped(message)` when the node stops ("" if asked to).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+from PySide6.QtCore import QObject, Signal
+
+from kithnet.localstore.errors import StoreError, WrongPassphrase
+from kithnet.localstore.store import Store
+from kithnet.node.commands import Commands
+from kithnet.node.daemon import serve
+from kithnet.node.node import Node
+
+ARRIVAL_GAP = 0.25  # seconds: at most this often the app hears that records arrived
+log = logging.getLogger(__name__)
+
+
+class Bridge(QObject):
+    """The app's handle on its node (see the module's docstring)."""
+
+    unlocked = Signal(dict)
+    unlock_failed = Signal(str)
+    answered = Signal(int, object)
+    failed = Signal(int, str)
+    arrived = Signal()
+    stopped = Signal(str)
+
+    def __init__(self, data_dir: Path | str, listen: Sequence[str]) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.listen = list(listen)
+        self._requests = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._cancel: trio.CancelScope | None = None
+        self._commands: Commands | None = None
+        self._ready = threading.Event()
+
+    # Starting and stopping -------------------------------------------------------------
+
+    def unlock(self, passphrase: str) -> None:
+        """Open the store with `passphrase` and start the node, in the node's thread."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(passphrase,), name="kithnet-node", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, passphrase: str) -> None:
+        try:
+            store = Store.open(self.data_dir, passphrase)
+        except WrongPassphrase:
+            self.unlock_failed.emit(f"wrong passphrase for {self.data_dir}: try again")
+            return
+        except StoreError as exc:
+            self.unlock_failed.emit(str(exc))
+            return
+        message = ""
+        try:
+            with store:
+                trio.run(self._serve, store)
+        except Exception as exc:  # the node could not start, or failed: say so
+            log.exception("the node stopped")
+            message = str(exc) or type(exc).__name__
+        finally:
+            self._ready.set()
+            self.stopped.emit(message)
+
+    async def _serve(self, store: Store) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as scope:
+            self._cancel = scope
+
+            def ready(node: Node, commands: Commands) -> None:
+                self._commands = commands
+                node.peer.start_soon(lambda: self._watch_arrivals(node))
+                self._ready.set()
+                self.unlocked.emit(
+                    {
+                        "public_key": store.identity.public_key.hex(),
+                        "peer_id": store.peer_id,
+                        "name": store.profile().name,
+                        "addresses": node.peer.addresses(),
+                    }
+                )
+
+            await serve(store, self.listen, (), on_signals=False, ready=ready)
+
+    async def _watch_arrivals(self, node: Node) -> None:
+        while True:
+            await node.wait_for_arrival()
+            self.arrived.emit()
+            await trio.sleep(ARRIVAL_GAP)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the node and wait for its thread (everything stored is durable)."""
+        token, scope = self._token, self._cancel
+        if token is not None and scope is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(scope.cancel)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # Asking ------------------------------------------------------------------------------
+
+    def call(self, command: str, **args: Any) -> int:
+        """Run a command in the node; its answer comes as `answered` or `failed` with
+        the number this returns."""
+        request = next(self._requests)
+        token, commands = self._token, self._commands
+        if token is None or commands is None:
+            self.failed.emit(request, "the node is not running")
+            return request
+
+        async def run() -> None:
+            try:
+                result = await commands.dispatch(command, args)
+            except Exception as exc:  # every failure goes back to the app, in words
+                self.failed.emit(request, str(exc) or type(exc).__name__)
+            else:
+                self.answered.emit(request, result)
+
+        def start() -> None:
+            commands.node.peer.start_soon(run)
+
+        try:
+            token.run_sync_soon(start)
+        except trio.RunFinishedError:
+            self.failed.emit(request, "the node has stopped")
+        return request

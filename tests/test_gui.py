@@ -1,0 +1,149 @@
+"""The desktop app, offscreen, with a real node behind it (issue 6, first steps):
+unlocking with a wrong then a right passphrase, the communities and the feed as lazy
+list models, posting from the composer, and a post from another member's node
+arriving in the open feed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from kithnet.gui.app import MainWindow, UnlockDialog
+from kithnet.gui.bridge import Bridge
+from kithnet.gui.models import FeedModel, ItemRole
+from kithnet.localstore.store import Store
+from tests.members import PASSPHRASE, Member
+
+LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+
+
+@pytest.fixture
+def ann(tmp_path: Path) -> Iterator[Member]:
+    """Ann's data, with a community of 120 posts and an invite for Bob."""
+    member = Member(tmp_path, "Ann")
+    yield member
+    member.kill()
+
+
+@pytest.fixture
+def bridge(ann: Member, qtbot: QtBot) -> Iterator[Bridge]:
+    made = Bridge(ann.data_dir, LISTEN)
+    yield made
+    made.stop()
+
+
+def _unlock(bridge: Bridge, qtbot: QtBot) -> None:
+    dialog = UnlockDialog(bridge)
+    qtbot.addWidget(dialog)
+    dialog.passphrase.setText(PASSPHRASE)
+    with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+        dialog.button.click()
+
+
+def _fill(member: Member, posts: int) -> str:
+    with Store.open(member.data_dir, PASSPHRASE) as store:
+        genesis = store.publish(
+            {"kind": "community", "name": "Hackney Neighbours", "visibility": "public"}
+        )
+        store.publish_many(
+            [
+                {
+                    "kind": "post",
+                    "community": genesis.id,
+                    "type": "question" if i % 10 == 0 else "post",
+                    "text": f"Post number {i}",
+                    "created_at": 1_790_000_000_000 + i,
+                }
+                for i in range(posts)
+            ]
+        )
+        return genesis.id.hex()
+
+
+def test_a_wrong_passphrase_says_so_and_the_right_one_opens_the_node(
+    ann: Member, bridge: Bridge, qtbot: QtBot
+) -> None:
+    dialog = UnlockDialog(bridge)
+    qtbot.addWidget(dialog)
+    dialog.passphrase.setText("not it")
+    with qtbot.waitSignal(bridge.unlock_failed, timeout=30_000):
+        dialog.button.click()
+    qtbot.waitUntil(lambda: dialog.button.isEnabled())
+    assert dialog.message.text().startswith("wrong passphrase for")
+    assert dialog.passphrase.text() == ""  # cleared for another try
+    dialog.passphrase.setText(PASSPHRASE)
+    with qtbot.waitSignal(bridge.unlocked, timeout=30_000) as unlocked:
+        dialog.button.click()
+    assert unlocked.args[0]["peer_id"] == ann.peer_id
+    qtbot.waitUntil(lambda: dialog.result() == UnlockDialog.DialogCode.Accepted)
+
+
+def test_the_feed_opens_a_page_at_a_time_and_the_models_hold_up(
+    ann: Member, bridge: Bridge, qtbot: QtBot, qtmodeltester: Any
+) -> None:
+    community = _fill(ann, 120)
+    _unlock(bridge, qtbot)
+    window = MainWindow(bridge)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=10_000)
+    assert window.communities.index(0).data() == "Hackney Neighbours"
+    qtmodeltester.check(window.communities)
+    qtbot.waitUntil(lambda: window.feed is not None and window.feed.rowCount() == 50)
+    feed = window.feed
+    assert isinstance(feed, FeedModel)
+    assert feed.community == community
+    assert feed.index(0).data().endswith("Post number 119")  # newest first
+    assert feed.index(9).data().startswith("Ann\nQuestion: Post number 110")
+    # Scrolling asks for the next pages, and no more once the end is reached.
+    for expected in (100, 120):
+        feed.fetchMore()
+        qtbot.waitUntil(lambda expected=expected: feed.rowCount() == expected)
+    qtbot.waitUntil(lambda: not feed.canFetchMore())
+    assert feed.index(119).data(ItemRole)["text"] == "Post number 0"
+    qtmodeltester.check(feed)
+
+
+def test_posting_from_the_composer_and_a_post_arriving_from_another_member(
+    tmp_path: Path, ann: Member, bridge: Bridge, qtbot: QtBot
+) -> None:
+    _fill(ann, 3)
+    _unlock(bridge, qtbot)
+    window = MainWindow(bridge)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.feed is not None and window.feed.rowCount() == 3)
+    window.composer.setPlainText("Anyone know a good roofer?")
+    window.kind.setCurrentText("question")
+    window.skills.setText("roofing")
+    qtbot.mouseClick(window.send, Qt.MouseButton.LeftButton)
+    feed = window.feed
+    assert feed is not None
+    qtbot.waitUntil(lambda: feed.rowCount() == 4)
+    mine = feed.index(0).data(ItemRole)
+    assert (mine["type"], mine["text"], mine["tags"]) == (
+        "question",
+        "Anyone know a good roofer?",
+        ["roofing"],
+    )
+    assert window.composer.toPlainText() == ""
+
+    # Bob joins with an invite from the app's node and posts from his own node.
+    invite = bridge.call("invite.create", community="Hackney Neighbours")
+    with qtbot.waitSignal(bridge.answered, timeout=30_000) as answered:
+        pass
+    assert answered.args[0] == invite
+    bob = Member(tmp_path, "Bob")
+    try:
+        bob.start()
+        assert bob.cli_json("join", answered.args[1]["code"])["status"] == "joined"
+        bob.cli_json("post", "Hackney Neighbours", "Try Dan, he did our roof")
+        qtbot.waitUntil(lambda: feed.rowCount() == 5, timeout=30_000)
+        assert feed.index(0).data().endswith("Try Dan, he did our roof")
+        assert feed.index(0).data(ItemRole)["author_name"] == "Bob"
+        bob.stop()
+    finally:
+        bob.kill()
