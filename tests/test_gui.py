@@ -102,7 +102,11 @@ def test_the_feed_opens_a_page_at_a_time_and_the_models_hold_up(
     # Scrolling asks for the next pages, and no more once the end is reached.
     for expected in (100, 120):
         feed.fetchMore()
-        qtbot.waitUntil(lambda expected=expected: feed.rowCount() == expected)
+
+        def shown(expected: int = expected) -> bool:
+            return feed.rowCount() == expected
+
+        qtbot.waitUntil(shown)
     qtbot.waitUntil(lambda: not feed.canFetchMore())
     assert feed.index(119).data(ItemRole)["text"] == "Post number 0"
     qtmodeltester.check(feed)
@@ -119,7 +123,7 @@ def test_posting_from_the_composer_and_a_post_arriving_from_another_member(
     window.composer.setPlainText("Anyone know a good roofer?")
     window.kind.setCurrentText("question")
     window.skills.setText("roofing")
-    qtbot.mouseClick(window.send, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.send, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
     feed = window.feed
     assert feed is not None
     qtbot.waitUntil(lambda: feed.rowCount() == 4)
