@@ -956,6 +956,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"kithnet {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        dest="app_data_dir",
+        metavar="DATA_DIR",
+        help="with no command: open the desktop app on this folder's store",
+    )
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
 
     record = commands.add_parser(
@@ -1323,14 +1329,31 @@ class _PrintableOutput:
         return getattr(self._stream, name)
 
 
+def _has_display() -> bool:
+    """Whether a window can open here (Qt aborts the process when it cannot)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform == "offscreen":  # tests and headless runs: nobody would see a window
+        return False
+    if sys.platform in ("darwin", "win32") or platform:
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not isinstance(sys.stdout, _PrintableOutput):
         sys.stdout = _PrintableOutput(sys.stdout)
     if args.command is None:
-        parser.print_help()
-        return 0
+        if not _has_display():
+            parser.print_help()
+            print("(no display: the desktop app needs one; the commands do not)", file=sys.stderr)
+            return 0
+        from kithnet.gui.app import main as app_main  # Qt only when the app opens
+        from kithnet.node.daemon import DEFAULT_LISTEN
+
+        data_dir = Path(args.app_data_dir) if args.app_data_dir else default_data_dir()
+        return app_main(data_dir, list(DEFAULT_LISTEN))
     handler = args.handler
     try:
         result: int = handler(args)

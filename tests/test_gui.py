@@ -13,11 +13,12 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from kithnet.gui.app import MainWindow, UnlockDialog
+from kithnet.gui.app import FirstRunDialog, MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import FeedModel, ItemRole
 from kithnet.localstore.store import Store
 from tests.members import PASSPHRASE, Member
+from tests.test_store_ingest import FAST_KDF
 
 LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
@@ -151,3 +152,33 @@ def test_posting_from_the_composer_and_a_post_arriving_from_another_member(
         bob.stop()
     finally:
         bob.kill()
+
+
+def test_first_run_makes_an_identity_and_shows_its_fingerprint(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    bridge = Bridge(tmp_path / "new", LISTEN)
+    try:
+        assert not bridge.has_store()
+        dialog = FirstRunDialog(bridge)
+        dialog.kdf = FAST_KDF
+        qtbot.addWidget(dialog)
+        dialog.name.setText("Ann")
+        dialog.passphrase.setText("short")
+        assert dialog.strength.text().startswith("Too short")
+        dialog.passphrase.setText("correct horse battery staple")
+        assert dialog.strength.text() == "Strong"
+        dialog.confirm.setText("correct horse battery")
+        dialog.create_button.click()
+        assert dialog.message.text() == "The two passphrases differ: type them again"
+        dialog.confirm.setText("correct horse battery staple")
+        with qtbot.waitSignal(bridge.unlocked, timeout=30_000) as made:
+            dialog.create_button.click()
+        fingerprint = made.args[0]["fingerprint"]
+        qtbot.waitUntil(lambda: fingerprint in dialog.message.text())
+        assert not dialog.continue_button.isHidden()
+        assert bridge.has_store()
+    finally:
+        bridge.stop()
+    with Store.open(tmp_path / "new", "correct horse battery staple") as store:
+        assert store.profile().name == "Ann"

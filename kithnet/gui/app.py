@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDialog,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -22,10 +23,12 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStatusBar,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from kithnet.crypto.kdf import KdfParams
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
 
@@ -55,6 +58,7 @@ class UnlockDialog(QDialog):
         self.button.clicked.connect(self.submit)
         self.passphrase.returnPressed.connect(self.submit)
         bridge.unlock_failed.connect(self._failed)
+        bridge.stopped.connect(self._stopped)
         bridge.unlocked.connect(self._unlocked)
 
     def submit(self) -> None:
@@ -66,6 +70,10 @@ class UnlockDialog(QDialog):
         self.message.setText("Unlocking…")
         self.bridge.unlock(self.passphrase.text())
 
+    def _stopped(self, message: str) -> None:
+        if message:  # the node could not start (its port is taken, say)
+            self._failed(message)
+
     def _failed(self, message: str) -> None:
         self.message.setText(message)
         self.passphrase.clear()
@@ -76,6 +84,145 @@ class UnlockDialog(QDialog):
     def _unlocked(self, info: dict[str, object]) -> None:
         self.passphrase.clear()
         self.accept()
+
+
+def passphrase_strength(text: str) -> str:
+    """A hint, not a rule: how hard a passphrase looks to guess."""
+    kinds = sum(
+        any(test(c) for c in text)
+        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    )
+    words = len(text.split())
+    if len(text) < 10:
+        return "Too short: use at least 10 characters, or a few words"
+    if words >= 4 or len(text) >= 20 or (len(text) >= 14 and kinds >= 3):
+        return "Strong"
+    if len(text) >= 14 or kinds >= 3:
+        return "Fair: a few more words would make it strong"
+    return "Weak: add words, or mix letters, digits and signs"
+
+
+class FirstRunDialog(QDialog):
+    """First run: make an identity (a name and a passphrase, with a strength hint; the
+    fingerprint is shown once it exists) or restore one from a backup file."""
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.kdf: KdfParams | None = None  # the store's KDF (tests pass a fast one)
+        self.setWindowTitle("Welcome to Kithnet")
+        self.tabs = QTabWidget()
+        self.tabs.setAccessibleName("Start")
+        # Create
+        create = QWidget()
+        self.name = QLineEdit()
+        self.name.setAccessibleName("Your name")
+        self.passphrase = QLineEdit()
+        self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase.setAccessibleName("Passphrase")
+        self.confirm = QLineEdit()
+        self.confirm.setEchoMode(QLineEdit.EchoMode.Password)
+        self.confirm.setAccessibleName("Passphrase again")
+        self.strength = QLabel(passphrase_strength(""))
+        self.strength.setAccessibleName("Passphrase strength")
+        self.create_button = QPushButton("Create my identity")
+        self.create_button.setAccessibleName("Create my identity")
+        form = QFormLayout(create)
+        form.addRow("Your name", self.name)
+        form.addRow("Passphrase", self.passphrase)
+        form.addRow("Again", self.confirm)
+        form.addRow("", self.strength)
+        form.addRow("", self.create_button)
+        self.tabs.addTab(create, "Create an identity")
+        # Restore
+        restore = QWidget()
+        self.backup = QLineEdit()
+        self.backup.setAccessibleName("Backup file")
+        browse = QPushButton("Choose…")
+        browse.setAccessibleName("Choose a backup file")
+        self.backup_passphrase = QLineEdit()
+        self.backup_passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.backup_passphrase.setAccessibleName("Backup passphrase")
+        self.restore_button = QPushButton("Restore")
+        self.restore_button.setAccessibleName("Restore")
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.backup, 1)
+        file_row.addWidget(browse)
+        restore_form = QFormLayout(restore)
+        restore_form.addRow("Backup file", file_row)
+        restore_form.addRow("Its passphrase", self.backup_passphrase)
+        restore_form.addRow("", self.restore_button)
+        self.tabs.addTab(restore, "Restore from a backup")
+        self.message = QLabel(f"Your data will be kept, encrypted, in {bridge.data_dir}")
+        self.message.setWordWrap(True)
+        self.message.setAccessibleName("Status")
+        self.continue_button = QPushButton("Continue")
+        self.continue_button.setAccessibleName("Continue")
+        self.continue_button.hide()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        layout.addWidget(self.message)
+        layout.addWidget(self.continue_button)
+        self.passphrase.textChanged.connect(
+            lambda text: self.strength.setText(passphrase_strength(text))
+        )
+        self.create_button.clicked.connect(self.make_identity)
+        self.restore_button.clicked.connect(self.restore)
+        browse.clicked.connect(self._browse)
+        self.continue_button.clicked.connect(self.accept)
+        bridge.unlock_failed.connect(self._failed)
+        bridge.stopped.connect(self._stopped)
+        bridge.unlocked.connect(self._made)
+
+    def make_identity(self) -> None:
+        name = self.name.text().strip()
+        if not name:
+            self.message.setText("Type the name others will see")
+            return
+        if self.passphrase.text() != self.confirm.text():
+            self.message.setText("The two passphrases differ: type them again")
+            self.confirm.clear()
+            return
+        if len(self.passphrase.text()) < 10:
+            self.message.setText(passphrase_strength(self.passphrase.text()))
+            return
+        self._busy("Making your keys (a few seconds)…")
+        self.bridge.create(name, self.passphrase.text(), self.kdf)
+
+    def restore(self) -> None:
+        if not self.backup.text() or not self.backup_passphrase.text():
+            self.message.setText("Choose the backup file and type its passphrase")
+            return
+        self._busy("Restoring…")
+        self.bridge.restore(Path(self.backup.text()), self.backup_passphrase.text(), self.kdf)
+
+    def _browse(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileName(self, "Choose a Kithnet backup")
+        if chosen:
+            self.backup.setText(chosen)
+
+    def _busy(self, text: str) -> None:
+        self.message.setText(text)
+        self.tabs.setEnabled(False)
+
+    def _stopped(self, message: str) -> None:
+        if message:  # the node could not start (its port is taken, say)
+            self._failed(message)
+
+    def _failed(self, message: str) -> None:
+        self.message.setText(message)
+        self.tabs.setEnabled(True)
+
+    def _made(self, info: dict[str, object]) -> None:
+        self.passphrase.clear()
+        self.confirm.clear()
+        self.backup_passphrase.clear()
+        self.message.setText(
+            f"Your fingerprint is {info['fingerprint']}. Members can compare it with you "
+            "(by voice, say) to be sure a message or a reference is yours."
+        )
+        self.continue_button.show()
+        self.continue_button.setDefault(True)
 
 
 class MainWindow(QMainWindow):
@@ -186,8 +333,9 @@ def main(data_dir: Path, listen: Sequence[str]) -> int:
     """Open the app on a member's data: unlock, then the main window."""
     app = QApplication.instance() or QApplication(sys.argv)
     bridge = Bridge(data_dir, listen)
-    unlock = UnlockDialog(bridge)
-    if unlock.exec() != QDialog.DialogCode.Accepted:
+    first = FirstRunDialog(bridge) if not bridge.has_store() else UnlockDialog(bridge)
+    if first.exec() != QDialog.DialogCode.Accepted:
+        bridge.stop()
         return 1
     window = MainWindow(bridge)
     window.show()

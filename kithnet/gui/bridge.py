@@ -7,7 +7,8 @@ for things by command name, exactly the commands the command line uses
 (kithnet/node/commands.py), and hears back through Qt signals, which Qt queues to the
 GUI thread:
 
-- `unlocked(info)` or `unlock_failed(message)` after `unlock(passphrase)`;
+- `unlocked(info)` or `unlock_failed(message)` after `unlock(passphrase)`, `create(name,
+  passphrase)` (first run) or `restore(backup, passphrase)`;
 - `answered(request, result)` or `failed(request, message)` for each `call`;
 - `arrived()` when records came from the network (at most every ARRIVAL_GAP s);
 - `stopped(message)` when the node stops ("" if asked to).
@@ -19,18 +20,22 @@ import contextlib
 import itertools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from PySide6.QtCore import QObject, Signal
 
-from kithnet.localstore.errors import StoreError, WrongPassphrase
-from kithnet.localstore.store import Store
+from kithnet.crypto.identity import fingerprint
+from kithnet.crypto.kdf import KdfParams
+from kithnet.node import session
 from kithnet.node.commands import Commands
 from kithnet.node.daemon import serve
 from kithnet.node.node import Node
+
+if TYPE_CHECKING:
+    from kithnet.node.session import Store
 
 ARRIVAL_GAP = 0.25  # seconds: at most this often the app hears that records arrived
 log = logging.getLogger(__name__)
@@ -59,22 +64,34 @@ class Bridge(QObject):
 
     # Starting and stopping -------------------------------------------------------------
 
+    def has_store(self) -> bool:
+        """Whether the data folder holds a store (else the app offers to make one)."""
+        return session.has_store(self.data_dir)
+
     def unlock(self, passphrase: str) -> None:
         """Open the store with `passphrase` and start the node, in the node's thread."""
+        self._start(lambda: session.open_store(self.data_dir, passphrase))
+
+    def create(self, name: str, passphrase: str, kdf: KdfParams | None = None) -> None:
+        """Make a new identity and store (first run), then start the node."""
+        self._start(lambda: session.create_store(self.data_dir, passphrase, name, kdf))
+
+    def restore(self, backup: Path, passphrase: str, kdf: KdfParams | None = None) -> None:
+        """Rebuild the store from a backup file (first run), then start the node."""
+        self._start(lambda: session.restore_store(backup, passphrase, self.data_dir, kdf))
+
+    def _start(self, open_store: Callable[[], Store]) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
         self._thread = threading.Thread(
-            target=self._run, args=(passphrase,), name="kithnet-node", daemon=True
+            target=self._run, args=(open_store,), name="kithnet-node", daemon=True
         )
         self._thread.start()
 
-    def _run(self, passphrase: str) -> None:
+    def _run(self, open_store: Callable[[], Store]) -> None:
         try:
-            store = Store.open(self.data_dir, passphrase)
-        except WrongPassphrase:
-            self.unlock_failed.emit(f"wrong passphrase for {self.data_dir}: try again")
-            return
-        except StoreError as exc:
+            store = open_store()
+        except session.UnlockError as exc:
             self.unlock_failed.emit(str(exc))
             return
         message = ""
@@ -100,6 +117,7 @@ class Bridge(QObject):
                 self.unlocked.emit(
                     {
                         "public_key": store.identity.public_key.hex(),
+                        "fingerprint": fingerprint(store.identity.public_key),
                         "peer_id": store.peer_id,
                         "name": store.profile().name,
                         "addresses": node.peer.addresses(),
