@@ -81,8 +81,11 @@ class Bridge(QObject):
         self._start(lambda: session.restore_store(backup, passphrase, self.data_dir, kdf))
 
     def _start(self, open_store: Callable[[], Store]) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
+        if self._thread is not None:
+            # A thread that failed to open the store ends right after saying so.
+            self._thread.join(0 if self._token is not None else 5)
+            if self._thread.is_alive():
+                return  # the node runs already
         self._thread = threading.Thread(
             target=self._run, args=(open_store,), name="kithnet-node", daemon=True
         )
