@@ -27,9 +27,9 @@ $(DEV_STAMP): pyproject.toml $(RUNTIME_STAMP)
 	  { tail -n 40 $(VENV)/install.log; exit 1; }
 	@touch $@
 
-# Until the desktop app lands (issue 6), this shows the command line.
+# The desktop app on a demo: a fresh member and three local peers (kithnet/node/demo.py).
 run: $(RUNTIME_STAMP)
-	$(BIN)/kithnet --help
+	env -u QT_QPA_PLATFORM $(BIN)/kithnet --demo
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .

@@ -957,6 +957,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kithnet {__version__}")
     parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="open the desktop app on a demo: you and three local peers, thrown away after",
+    )
+    parser.add_argument(
         "--data-dir",
         dest="app_data_dir",
         metavar="DATA_DIR",
@@ -1344,6 +1349,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not isinstance(sys.stdout, _PrintableOutput):
         sys.stdout = _PrintableOutput(sys.stdout)
+    if args.demo:
+        if not _has_display():
+            print(
+                "kithnet: the demo is the desktop app, and there is no display here",
+                file=sys.stderr,
+            )
+            return 1
+        from kithnet.gui.app import demo_main
+
+        return demo_main()
     if args.command is None:
         if not _has_display():
             parser.print_help()

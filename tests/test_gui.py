@@ -17,6 +17,7 @@ from kithnet.gui.app import FirstRunDialog, MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import FeedModel, ItemRole
 from kithnet.localstore.store import Store
+from kithnet.node import demo
 from tests.members import PASSPHRASE, Member
 from tests.test_store_ingest import FAST_KDF
 
@@ -182,3 +183,42 @@ def test_first_run_makes_an_identity_and_shows_its_fingerprint(
         bridge.stop()
     with Store.open(tmp_path / "new", "correct horse battery staple") as store:
         assert store.profile().name == "Ann"
+
+
+def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """What `make run` opens: You, already in Hackney Neighbours, whose feed shows the
+    peers' posts, and whose node connects to the three peers' running nodes."""
+    you, peers = demo.prepare(tmp_path)
+    with demo.running_peers(peers):
+        bridge = Bridge(you, LISTEN)
+        try:
+            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+                bridge.unlock(demo.DEMO_PASSPHRASE)
+            window = MainWindow(bridge)
+            qtbot.addWidget(window)
+            qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=10_000)
+            assert window.communities.index(0).data(ItemRole)["name"] == "Hackney Neighbours"
+            qtbot.waitUntil(lambda: window.feed is not None and window.feed.rowCount() == 15)
+            feed = window.feed
+            assert feed is not None
+            authors = {feed.index(i).data(ItemRole)["author_name"] for i in range(15)}
+            assert authors == {"Bob", "Cat", "Dan"}
+
+            def connected() -> int:
+                request = bridge.call("peers")
+                with qtbot.waitSignal(bridge.answered, timeout=10_000) as answer:
+                    pass
+                assert answer.args[0] == request
+                return len(answer.args[1]["connected"])
+
+            qtbot.waitUntil(lambda: connected() == 3, timeout=30_000)
+            # Trust works on the demo's references: Cat ranks first for insulation.
+            request = bridge.call("trust", member="Cat", skill="insulation")
+            with qtbot.waitSignal(bridge.answered, timeout=10_000) as answer:
+                pass
+            assert answer.args[0] == request
+            assert answer.args[1]["rank"] == 1
+        finally:
+            bridge.stop()

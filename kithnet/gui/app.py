@@ -3,10 +3,14 @@ the composer). They reach the node only through kithnet.gui.bridge."""
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -31,6 +35,7 @@ from PySide6.QtWidgets import (
 from kithnet.crypto.kdf import KdfParams
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
+from kithnet.node import demo
 
 
 class UnlockDialog(QDialog):
@@ -329,8 +334,14 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(message)
 
 
+def _quiet_libraries() -> None:
+    """py-libp2p logs every failed dial and refused stream; the app shows what matters."""
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+
+
 def main(data_dir: Path, listen: Sequence[str]) -> int:
     """Open the app on a member's data: unlock, then the main window."""
+    _quiet_libraries()
     app = QApplication.instance() or QApplication(sys.argv)
     bridge = Bridge(data_dir, listen)
     first = FirstRunDialog(bridge) if not bridge.has_store() else UnlockDialog(bridge)
@@ -341,6 +352,38 @@ def main(data_dir: Path, listen: Sequence[str]) -> int:
     window.show()
     code = app.exec()
     bridge.stop()
+    return int(code)
+
+
+def demo_main() -> int:
+    """The demo `make run` opens (kithnet/node/demo.py): a fresh member and three local
+    peers in a temporary folder, all thrown away when the window closes."""
+    _quiet_libraries()
+    app = QApplication.instance() or QApplication(sys.argv)
+    with tempfile.TemporaryDirectory(prefix="kithnet-demo-") as folder:
+        you, peers = demo.prepare(Path(folder))
+        with demo.running_peers(peers):
+            bridge = Bridge(you, ("/ip4/127.0.0.1/tcp/0",))
+            windows: list[MainWindow] = []
+
+            def show(info: dict[str, object]) -> None:
+                window = MainWindow(bridge)
+                window.setWindowTitle("Kithnet (demo: nothing here is kept)")
+                window.show()
+                windows.append(window)
+
+            bridge.unlocked.connect(show)
+            bridge.unlock_failed.connect(lambda message: app.exit(1))
+            bridge.unlock(demo.DEMO_PASSPHRASE)
+            # Ctrl+C or a TERM signal closes the demo, and its peers with it: Python
+            # handles signals only when it runs, so a timer lets it run now and then.
+            for number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(number, lambda *_: app.quit())
+            ticker = QTimer()
+            ticker.timeout.connect(lambda: None)
+            ticker.start(250)
+            code = app.exec()
+            bridge.stop()
     return int(code)
 
 
