@@ -18,6 +18,7 @@ from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import FeedModel, ItemRole
 from kithnet.localstore.store import Store
 from kithnet.node import demo
+from kithnet.node.control import call
 from tests.members import PASSPHRASE, Member
 from tests.test_store_ingest import FAST_KDF
 
@@ -220,5 +221,55 @@ def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
                 pass
             assert answer.args[0] == request
             assert answer.args[1]["rank"] == 1
+        finally:
+            bridge.stop()
+
+
+def test_asking_shows_ranked_providers_then_a_referral_to_join_in_one_click(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """In the demo, You asks Hackney Neighbours who can insulate a loft: Cat and Dan
+    come at once with their reasons. Bob refers the question to the installers'
+    community from his own node; the referral appears, and one click joins it."""
+    you, peers = demo.prepare(tmp_path)
+    with demo.running_peers(peers):
+        bridge = Bridge(you, LISTEN)
+        try:
+            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+                bridge.unlock(demo.DEMO_PASSPHRASE)
+            window = MainWindow(bridge)
+            qtbot.addWidget(window)
+            qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=10_000)
+            ask = window.open_ask()
+            ask.text.setText("Does anybody know someone who can insulate my loft?")
+            ask.skills.setText("insulation solar")
+            qtbot.mouseClick(ask.ask_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+            qtbot.waitUntil(lambda: ask.question is not None, timeout=30_000)
+            shown = [ask.providers.item(i).text() for i in range(ask.providers.count())]
+            assert shown[0].startswith("Cat: insulation: 2 references")
+            assert any(line.startswith("Dan: ") for line in shown)
+
+            bob_dir = peers["Bob"][0]
+
+            def bob_has_it() -> bool:
+                feed = call(bob_dir, "feed", {"community": "Hackney Neighbours", "limit": 50})
+                return any(post["id"] == ask.question for post in feed["posts"])
+
+            qtbot.waitUntil(bob_has_it, timeout=30_000)
+            call(
+                bob_dir,
+                "refer",
+                {"question": ask.question, "community": "Solar & Insulation Installers"},
+                timeout=60,
+            )
+            qtbot.waitUntil(lambda: ask.referrals.count() == 1, timeout=30_000)
+            assert ask.referrals.item(0).text() == (
+                "Bob (trust 0.00) points you to Solar & Insulation Installers"
+            )
+            ask.referrals.setCurrentRow(0)
+            assert ask.join_button.isEnabled()
+            qtbot.mouseClick(ask.join_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+            qtbot.waitUntil(lambda: ask.message.text().startswith("You joined"), timeout=60_000)
+            qtbot.waitUntil(lambda: window.communities.rowCount() == 2, timeout=30_000)
         finally:
             bridge.stop()

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListView,
+    QListWidget,
+    QListWidgetItem,
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
@@ -89,6 +91,138 @@ class UnlockDialog(QDialog):
     def _unlocked(self, info: dict[str, object]) -> None:
         self.passphrase.clear()
         self.accept()
+
+
+class AskDialog(QDialog):
+    """Does anybody know…? Posts the question and shows at once the providers and the
+    communities this member's node knows, each with the reason for its place; then the
+    referrals as members answer, and joining a referred community is one click."""
+
+    joined = Signal(str)  # the community's name, once the member is in it
+
+    def __init__(self, bridge: Bridge, communities: Sequence[str], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.bridge = bridge
+        self.setWindowTitle("Does anybody know…?")
+        self.text = QLineEdit()
+        self.text.setAccessibleName("Your question")
+        self.text.setPlaceholderText("Does anybody know someone who can insulate my loft?")
+        self.skills = QLineEdit()
+        self.skills.setAccessibleName("Skills")
+        self.skills.setPlaceholderText("insulation solar")
+        self.where = QComboBox()
+        self.where.setAccessibleName("Ask in")
+        self.where.addItems(list(communities))
+        self.ask_button = QPushButton("Ask")
+        self.ask_button.setAccessibleName("Ask")
+        self.providers = QListWidget()
+        self.providers.setAccessibleName("People who could help")
+        self.providers.setWordWrap(True)
+        self.places = QListWidget()
+        self.places.setAccessibleName("Communities that could help")
+        self.places.setWordWrap(True)
+        self.referrals = QListWidget()
+        self.referrals.setAccessibleName("Referrals")
+        self.referrals.setWordWrap(True)
+        self.join_button = QPushButton("Join the chosen community")
+        self.join_button.setAccessibleName("Join the chosen community")
+        self.join_button.setEnabled(False)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setAccessibleName("Status")
+        form = QFormLayout()
+        form.addRow("Question", self.text)
+        form.addRow("Skills", self.skills)
+        form.addRow("Ask in", self.where)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.ask_button)
+        layout.addWidget(QLabel("People your node knows, most trusted first"))
+        layout.addWidget(self.providers)
+        layout.addWidget(QLabel("Communities"))
+        layout.addWidget(self.places)
+        layout.addWidget(QLabel("Referrals from members, most trusted first"))
+        layout.addWidget(self.referrals)
+        layout.addWidget(self.join_button)
+        layout.addWidget(self.message)
+        self.resize(640, 720)
+        self.question: str | None = None
+        self._asking: int | None = None
+        self._looking: int | None = None
+        self._joining: int | None = None
+        self.ask_button.clicked.connect(self.ask)
+        self.places.currentRowChanged.connect(lambda _: self._choose(self.places))
+        self.referrals.currentRowChanged.connect(lambda _: self._choose(self.referrals))
+        self.join_button.clicked.connect(self.join)
+        bridge.answered.connect(self._answered)
+        bridge.failed.connect(self._failed)
+        bridge.arrived.connect(self.look_for_referrals)
+
+    def ask(self) -> None:
+        skills = self.skills.text().split()
+        if not self.text.text().strip() or not skills:
+            self.message.setText("Write the question and name at least one skill")
+            return
+        self.ask_button.setEnabled(False)
+        self.message.setText("Asking…")
+        self._asking = self.bridge.call(
+            "ask", text=self.text.text().strip(), skills=skills, community=self.where.currentText()
+        )
+
+    def look_for_referrals(self) -> None:
+        if self.question is not None and self._looking is None:
+            self._looking = self.bridge.call("referrals", question=self.question)
+
+    def _choose(self, view: QListWidget) -> None:
+        item = view.currentItem()
+        self.join_button.setEnabled(bool(item is not None and item.data(ItemRole)))
+
+    def join(self) -> None:
+        for view in (self.referrals, self.places):
+            item = view.currentItem()
+            if item is not None and item.data(ItemRole):
+                self._joining = self.bridge.call("join", code=item.data(ItemRole))
+                self.join_button.setEnabled(False)
+                self.message.setText("Joining…")
+                return
+
+    def _answered(self, request: int, result: object) -> None:
+        if request == self._asking and isinstance(result, dict):
+            self._asking = None
+            self.ask_button.setEnabled(True)
+            self.question = result["question"]
+            self.message.setText(
+                f"Asked in {result['community_name']} ({result['members_online']} members online)"
+            )
+            self.providers.clear()
+            for p in result["providers"]:
+                self.providers.addItem(
+                    f"{p['name'] or p['member'][:12]}: {'; '.join(p['reasons'])}"
+                )
+            self.places.clear()
+            for c in result["communities"]:
+                item = QListWidgetItem(f"{c['name']}: {c['reason']}")
+                item.setData(ItemRole, c.get("invite", "") if not c["joined"] else "")
+                self.places.addItem(item)
+        elif request == self._looking and isinstance(result, dict):
+            self._looking = None
+            self.referrals.clear()
+            for r in result["referrals"]:
+                where = r["community_name"] or r["member_name"] or "someone"
+                item = QListWidgetItem(f"{r['by']} (trust {r['trust']:.2f}) points you to {where}")
+                item.setData(ItemRole, r["invite"])
+                self.referrals.addItem(item)
+        elif request == self._joining and isinstance(result, dict):
+            self._joining = None
+            name = str(result.get("community_name", "the community"))
+            self.message.setText(f"You joined {name}")
+            self.joined.emit(name)
+
+    def _failed(self, request: int, message: str) -> None:
+        if request in (self._asking, self._looking, self._joining):
+            self._asking = self._looking = self._joining = None
+            self.ask_button.setEnabled(True)
+            self.message.setText(message)
 
 
 def passphrase_strength(text: str) -> str:
@@ -276,6 +410,12 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(splitter)
         self.setStatusBar(QStatusBar())
         self.resize(1000, 680)
+        self.ask_button = QPushButton("Does anybody know…?")
+        self.ask_button.setAccessibleName("Ask")
+        self.ask_button.setToolTip("Ask who can help (Ctrl+K)")
+        column.insertWidget(0, self.ask_button)
+        self.ask_button.clicked.connect(self.open_ask)
+        QShortcut(QKeySequence("Ctrl+K"), self, self.open_ask)
         self.send.clicked.connect(self.post)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.post)
         self.sidebar.selectionModel().currentChanged.connect(self._chosen)
@@ -285,6 +425,13 @@ class MainWindow(QMainWindow):
         bridge.failed.connect(self._failed)
         self._posting: int | None = None
         self.communities.refresh()
+
+    def open_ask(self) -> AskDialog:
+        names = [row["name"] for row in self.communities.rows]
+        dialog = AskDialog(self.bridge, names, self)
+        dialog.joined.connect(lambda _name: self.communities.refresh())
+        dialog.show()
+        return dialog
 
     def _choose_first(self) -> None:
         if self.communities.rowCount() and not self.sidebar.currentIndex().isValid():
