@@ -63,7 +63,7 @@ REFERENCES = [
 ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -163,7 +163,7 @@ def prepare(folder: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
             store.ingest(envelopes)
             store.mark_all_read()
         for name in (p[0] for p in PEERS):
-            address = f"/ip4/127.0.0.1/tcp/{_free_port()}"
+            address = f"/ip4/127.0.0.1/tcp/{free_port()}"
             peers[name] = (folder / name.lower(), address)
             stores["You"].remember_peer(
                 stores[name].peer_id, [f"{address}/p2p/{stores[name].peer_id}"], "invite"
