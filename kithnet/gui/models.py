@@ -50,7 +50,10 @@ class _Answers(QAbstractListModel):
             self.error = message
 
     def answer(self, purpose: str, result: Any) -> None:
-        raise NotImplementedError  # each model says what its answers mean
+        """Take an answer: by default, a list of rows that replaces what is shown."""
+        self.beginResetModel()
+        self.rows = list(result)
+        self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -68,7 +71,7 @@ class _Answers(QAbstractListModel):
         return None
 
     def display(self, row: dict[str, Any]) -> str:
-        raise NotImplementedError
+        return str(row.get("name") or row.get("text") or row.get("id", ""))
 
 
 class CommunitiesModel(_Answers):
