@@ -53,6 +53,26 @@ def _ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
     return answered.args[1]
 
 
+@pytest.fixture
+def demo_app(
+    tmp_path: Path, qtbot: QtBot
+) -> Iterator[tuple[MainWindow, dict[str, tuple[Path, str]]]]:
+    """What `make run` opens: the demo's three peers running, and You's main window
+    on its unlocked node, showing Hackney Neighbours."""
+    you, peers = demo.prepare(tmp_path)
+    with demo.running_peers(peers):
+        bridge = Bridge(you, LISTEN)
+        try:
+            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+                bridge.unlock(demo.DEMO_PASSPHRASE)
+            window = MainWindow(bridge)
+            qtbot.addWidget(window)
+            qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=WAIT)
+            yield window, peers
+        finally:
+            bridge.stop()
+
+
 def _unlock(bridge: Bridge, qtbot: QtBot) -> None:
     dialog = UnlockDialog(bridge)
     qtbot.addWidget(dialog)
@@ -197,83 +217,62 @@ def test_first_run_makes_an_identity_and_shows_its_fingerprint(
 
 
 def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
-    tmp_path: Path, qtbot: QtBot
+    demo_app: tuple[MainWindow, dict[str, tuple[Path, str]]], qtbot: QtBot
 ) -> None:
     """What `make run` opens: You, already in Hackney Neighbours, whose feed shows the
     peers' posts, and whose node connects to the three peers' running nodes."""
-    you, peers = demo.prepare(tmp_path)
-    with demo.running_peers(peers):
-        bridge = Bridge(you, LISTEN)
-        try:
-            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
-                bridge.unlock(demo.DEMO_PASSPHRASE)
-            window = MainWindow(bridge)
-            qtbot.addWidget(window)
-            qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=WAIT)
-            assert window.communities.index(0).data(ItemRole)["name"] == "Hackney Neighbours"
-            qtbot.waitUntil(
-                lambda: window.feed is not None and window.feed.rowCount() == 15, timeout=WAIT
-            )
-            feed = window.feed
-            assert feed is not None
-            authors = {feed.index(i).data(ItemRole)["author_name"] for i in range(15)}
-            assert authors == {"Bob", "Cat", "Dan"}
+    window, _peers = demo_app
+    bridge = window.bridge
+    assert window.communities.index(0).data(ItemRole)["name"] == "Hackney Neighbours"
+    qtbot.waitUntil(lambda: window.feed is not None and window.feed.rowCount() == 15, timeout=WAIT)
+    feed = window.feed
+    assert feed is not None
+    authors = {feed.index(i).data(ItemRole)["author_name"] for i in range(15)}
+    assert authors == {"Bob", "Cat", "Dan"}
 
-            def connected() -> int:
-                return len(_ask(bridge, qtbot, "peers")["connected"])
+    def connected() -> int:
+        return len(_ask(bridge, qtbot, "peers")["connected"])
 
-            qtbot.waitUntil(lambda: connected() == 3, timeout=30_000)
-            # Trust works on the demo's references: Cat ranks first for insulation.
-            assert _ask(bridge, qtbot, "trust", member="Cat", skill="insulation")["rank"] == 1
-        finally:
-            bridge.stop()
+    qtbot.waitUntil(lambda: connected() == 3, timeout=30_000)
+    # Trust works on the demo's references: Cat ranks first for insulation.
+    assert _ask(bridge, qtbot, "trust", member="Cat", skill="insulation")["rank"] == 1
 
 
 def test_asking_shows_ranked_providers_then_a_referral_to_join_in_one_click(
-    tmp_path: Path, qtbot: QtBot
+    demo_app: tuple[MainWindow, dict[str, tuple[Path, str]]], qtbot: QtBot
 ) -> None:
     """In the demo, You asks Hackney Neighbours who can insulate a loft: Cat and Dan
     come at once with their reasons. Bob refers the question to the installers'
     community from his own node; the referral appears, and one click joins it."""
-    you, peers = demo.prepare(tmp_path)
-    with demo.running_peers(peers):
-        bridge = Bridge(you, LISTEN)
-        try:
-            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
-                bridge.unlock(demo.DEMO_PASSPHRASE)
-            window = MainWindow(bridge)
-            qtbot.addWidget(window)
-            qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=WAIT)
-            ask = window.open_ask()
-            ask.text.setText("Does anybody know someone who can insulate my loft?")
-            ask.skills.setText("insulation solar")
-            qtbot.mouseClick(ask.ask_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
-            qtbot.waitUntil(lambda: ask.question is not None, timeout=30_000)
-            shown = [ask.providers.item(i).text() for i in range(ask.providers.count())]
-            assert shown[0].startswith("Cat: insulation: 2 references")
-            assert any(line.startswith("Dan: ") for line in shown)
+    window, peers = demo_app
+    ask = window.open_ask()
+    ask.text.setText("Does anybody know someone who can insulate my loft?")
+    ask.skills.setText("insulation solar")
+    qtbot.mouseClick(ask.ask_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+    qtbot.waitUntil(lambda: ask.question is not None, timeout=30_000)
+    shown = [ask.providers.item(i).text() for i in range(ask.providers.count())]
+    assert shown[0].startswith("Cat: insulation: 2 references")
+    assert any(line.startswith("Dan: ") for line in shown)
 
-            bob_dir = peers["Bob"][0]
+    bob_dir = peers["Bob"][0]
 
-            def bob_has_it() -> bool:
-                feed = call(bob_dir, "feed", {"community": "Hackney Neighbours", "limit": 50})
-                return any(post["id"] == ask.question for post in feed["posts"])
+    def bob_has_it() -> bool:
+        feed = call(bob_dir, "feed", {"community": "Hackney Neighbours", "limit": 50})
+        return any(post["id"] == ask.question for post in feed["posts"])
 
-            qtbot.waitUntil(bob_has_it, timeout=30_000)
-            call(
-                bob_dir,
-                "refer",
-                {"question": ask.question, "community": "Solar & Insulation Installers"},
-                timeout=60,
-            )
-            qtbot.waitUntil(lambda: ask.referrals.count() == 1, timeout=30_000)
-            assert ask.referrals.item(0).text() == (
-                "Bob (trust 0.00) points you to Solar & Insulation Installers"
-            )
-            ask.referrals.setCurrentRow(0)
-            assert ask.join_button.isEnabled()
-            qtbot.mouseClick(ask.join_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
-            qtbot.waitUntil(lambda: ask.message.text().startswith("You joined"), timeout=60_000)
-            qtbot.waitUntil(lambda: window.communities.rowCount() == 2, timeout=30_000)
-        finally:
-            bridge.stop()
+    qtbot.waitUntil(bob_has_it, timeout=30_000)
+    call(
+        bob_dir,
+        "refer",
+        {"question": ask.question, "community": "Solar & Insulation Installers"},
+        timeout=60,
+    )
+    qtbot.waitUntil(lambda: ask.referrals.count() == 1, timeout=30_000)
+    assert ask.referrals.item(0).text() == (
+        "Bob (trust 0.00) points you to Solar & Insulation Installers"
+    )
+    ask.referrals.setCurrentRow(0)
+    assert ask.join_button.isEnabled()
+    qtbot.mouseClick(ask.join_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+    qtbot.waitUntil(lambda: ask.message.text().startswith("You joined"), timeout=60_000)
+    qtbot.waitUntil(lambda: window.communities.rowCount() == 2, timeout=30_000)
