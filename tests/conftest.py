@@ -15,3 +15,6 @@ settings.register_profile(
     "ci", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+# The desktop app's fixtures (demo_app), for every GUI test module.
+pytest_plugins = ["tests.gui_support"]

@@ -17,14 +17,10 @@ from kithnet.gui.app import FirstRunDialog, MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import FeedModel, ItemRole
 from kithnet.localstore.store import Store
-from kithnet.node import demo
 from kithnet.node.control import call
+from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 from tests.members import PASSPHRASE, Member
 from tests.test_store_ingest import FAST_KDF
-
-WAIT = 20_000  # ms: a loaded CI machine is slow, and a wait ends as soon as it can
-
-LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
 
 @pytest.fixture
@@ -40,37 +36,6 @@ def bridge(ann: Member, qtbot: QtBot) -> Iterator[Bridge]:
     made = Bridge(ann.data_dir, LISTEN)
     yield made
     made.stop()
-
-
-def _ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
-    """A command's answer, waiting for that answer and not another (the app asks for
-    feeds and lists by itself as records arrive)."""
-    request = bridge.call(command, **args)
-    with qtbot.waitSignal(
-        bridge.answered, timeout=30_000, check_params_cb=lambda number, _: number == request
-    ) as answered:
-        pass
-    return answered.args[1]
-
-
-@pytest.fixture
-def demo_app(
-    tmp_path: Path, qtbot: QtBot
-) -> Iterator[tuple[MainWindow, dict[str, tuple[Path, str]]]]:
-    """What `make run` opens: the demo's three peers running, and You's main window
-    on its unlocked node, showing Hackney Neighbours."""
-    you, peers = demo.prepare(tmp_path)
-    with demo.running_peers(peers):
-        bridge = Bridge(you, LISTEN)
-        try:
-            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
-                bridge.unlock(demo.DEMO_PASSPHRASE)
-            window = MainWindow(bridge)
-            qtbot.addWidget(window)
-            qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=WAIT)
-            yield window, peers
-        finally:
-            bridge.stop()
 
 
 def _unlock(bridge: Bridge, qtbot: QtBot) -> None:
@@ -172,7 +137,7 @@ def test_posting_from_the_composer_and_a_post_arriving_from_another_member(
     assert window.composer.toPlainText() == ""
 
     # Bob joins with an invite from the app's node and posts from his own node.
-    invite = _ask(bridge, qtbot, "invite.create", community="Hackney Neighbours")
+    invite = ask(bridge, qtbot, "invite.create", community="Hackney Neighbours")
     bob = Member(tmp_path, "Bob")
     try:
         bob.start()
@@ -217,7 +182,7 @@ def test_first_run_makes_an_identity_and_shows_its_fingerprint(
 
 
 def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
-    demo_app: tuple[MainWindow, dict[str, tuple[Path, str]]], qtbot: QtBot
+    demo_app: DemoApp, qtbot: QtBot
 ) -> None:
     """What `make run` opens: You, already in Hackney Neighbours, whose feed shows the
     peers' posts, and whose node connects to the three peers' running nodes."""
@@ -231,15 +196,15 @@ def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
     assert authors == {"Bob", "Cat", "Dan"}
 
     def connected() -> int:
-        return len(_ask(bridge, qtbot, "peers")["connected"])
+        return len(ask(bridge, qtbot, "peers")["connected"])
 
     qtbot.waitUntil(lambda: connected() == 3, timeout=30_000)
     # Trust works on the demo's references: Cat ranks first for insulation.
-    assert _ask(bridge, qtbot, "trust", member="Cat", skill="insulation")["rank"] == 1
+    assert ask(bridge, qtbot, "trust", member="Cat", skill="insulation")["rank"] == 1
 
 
 def test_asking_shows_ranked_providers_then_a_referral_to_join_in_one_click(
-    demo_app: tuple[MainWindow, dict[str, tuple[Path, str]]], qtbot: QtBot
+    demo_app: DemoApp, qtbot: QtBot
 ) -> None:
     """In the demo, You asks Hackney Neighbours who can insulate a loft: Cat and Dan
     come at once with their reasons. Bob refers the question to the installers'

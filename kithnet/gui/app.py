@@ -7,11 +7,11 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -415,7 +416,6 @@ class MainWindow(QMainWindow):
         self.ask_button.setToolTip("Ask who can help (Ctrl+K)")
         column.insertWidget(0, self.ask_button)
         self.ask_button.clicked.connect(self.open_ask)
-        QShortcut(QKeySequence("Ctrl+K"), self, self.open_ask)
         self.send.clicked.connect(self.post)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.post)
         self.sidebar.selectionModel().currentChanged.connect(self._chosen)
@@ -424,7 +424,29 @@ class MainWindow(QMainWindow):
         bridge.answered.connect(self._answered)
         bridge.failed.connect(self._failed)
         self._posting: int | None = None
+        bar = self.menuBar()
+        self.menus: dict[str, QMenu] = {  # each screen of the app adds its entry with `add_action`
+            "kithnet": bar.addMenu("&Kithnet"),
+            "community": bar.addMenu("&Community"),
+            "people": bar.addMenu("&People"),
+            "view": bar.addMenu("&View"),
+        }
+        self.add_action("community", "Does anybody know…?", "Ctrl+K", self.open_ask)
+        self.add_action("kithnet", "&Quit", "Ctrl+Q", self.close).setMenuRole(
+            QAction.MenuRole.QuitRole
+        )
         self.communities.refresh()
+
+    def add_action(
+        self, menu: str, text: str, shortcut: str | None, slot: Callable[[], object]
+    ) -> QAction:
+        """An entry in one of the menus, with its shortcut shown beside it."""
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        self.menus[menu].addAction(action)
+        return action
 
     def open_ask(self) -> AskDialog:
         names = [row["name"] for row in self.communities.rows]

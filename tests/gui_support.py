@@ -1,0 +1,50 @@
+"""What the desktop app's tests share: waits, asking the app's node a command and
+waiting for that answer, and the demo app (what `make run` opens) as a fixture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from kithnet.gui.app import MainWindow
+from kithnet.gui.bridge import Bridge
+from kithnet.node import demo
+
+WAIT = 20_000  # ms: a loaded CI machine is slow, and a wait ends as soon as it can
+
+LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+
+DemoApp = tuple[MainWindow, dict[str, tuple[Path, str]]]
+
+
+def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
+    """A command's answer, waiting for that answer and not another (the app asks for
+    feeds and lists by itself as records arrive)."""
+    request = bridge.call(command, **args)
+    with qtbot.waitSignal(
+        bridge.answered, timeout=30_000, check_params_cb=lambda number, _: number == request
+    ) as answered:
+        pass
+    return answered.args[1]
+
+
+@pytest.fixture
+def demo_app(tmp_path: Path, qtbot: QtBot) -> Iterator[DemoApp]:
+    """What `make run` opens: the demo's three peers running, and You's main window
+    on its unlocked node, showing Hackney Neighbours."""
+    you, peers = demo.prepare(tmp_path)
+    with demo.running_peers(peers):
+        bridge = Bridge(you, LISTEN)
+        try:
+            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+                bridge.unlock(demo.DEMO_PASSPHRASE)
+            window = MainWindow(bridge)
+            qtbot.addWidget(window)
+            qtbot.waitUntil(lambda: window.communities.rowCount() >= 1, timeout=WAIT)
+            yield window, peers
+        finally:
+            bridge.stop()
