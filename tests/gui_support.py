@@ -23,12 +23,14 @@ DemoApp = tuple[MainWindow, dict[str, tuple[Path, str]]]
 
 def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
     """A command's answer, waiting for that answer and not another (the app asks for
-    feeds and lists by itself as records arrive)."""
-    request = bridge.call(command, **args)
+    feeds and lists by itself as records arrive). The wait starts listening before the
+    command is sent: the node answers from its own thread, and an answer emitted before
+    anyone listens is not queued for them."""
+    sent: list[int] = []
     with qtbot.waitSignal(
-        bridge.answered, timeout=30_000, check_params_cb=lambda number, _: number == request
+        bridge.answered, timeout=30_000, check_params_cb=lambda number, _: number in sent
     ) as answered:
-        pass
+        sent.append(bridge.call(command, **args))
     return answered.args[1]
 
 
