@@ -439,7 +439,7 @@ class MainWindow(QMainWindow):
         self.add_action("community", "Join with a code…", "Ctrl+J", self.open_join)
         self.add_action("community", "Find communities…", "Ctrl+Shift+F", self.open_directory)
         moderation = self.add_action(
-            "community", "Moderation…", "Ctrl+Shift+M", self.open_moderation
+            "community", "Moderation…", "Ctrl+Shift+O", self.open_moderation
         )
         self.add_action("community", "Leave community…", None, self.leave_community)
         self.find_button = community.install(self, moderation)
