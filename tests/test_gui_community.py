@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import zxingcpp
@@ -30,11 +31,11 @@ from kithnet.crypto.identity import Identity, peer_id
 from kithnet.crypto.invite import InviteCode
 from kithnet.gui.app import MainWindow
 from kithnet.gui.bridge import Bridge
-from kithnet.gui.community import DirectoryDialog, current, remove_post
+from kithnet.gui.community import DirectoryDialog, JoinDialog, current, remove_post
 from kithnet.gui.models import ItemRole
 from kithnet.node.control import call
 from kithnet.node.demo import free_port
-from tests.gui_support import WAIT, DemoApp
+from tests.gui_support import LISTEN, WAIT, DemoApp
 
 INSTALLERS = "Solar & Insulation Installers"
 JOIN_WAIT = 60_000  # ms: a join dials, syncs and waits for members' nodes
@@ -154,6 +155,13 @@ def test_a_new_community_an_invite_as_text_and_qr_code_and_a_peer_joins_with_it(
     qtbot.waitUntil(lambda: invite.invites.rows[0]["state"] == "withdrawn", timeout=WAIT)
     assert invite.invites.index(0).data().startswith("Withdrawn: ")
     assert not invite.withdraw_button.isEnabled()
+
+    private = window.open_new_community()
+    private.name.setText("Our Street Committee")
+    private.private.setChecked(True)
+    private.create_button.click()
+    qtbot.waitUntil(lambda: _shown(window) == "Our Street Committee", timeout=WAIT)
+    assert window.sidebar.currentIndex().data() == "Our Street Committee 🔒"
 
 
 def test_joining_with_a_pasted_code_says_what_is_wrong_and_then_opens_the_community(
@@ -370,3 +378,16 @@ def test_owners_grant_roles_and_ban_with_a_reason_the_log_shows_it_and_members_s
     question.button(QMessageBox.StandardButton.Yes).click()
     qtbot.waitUntil(lambda: "Hackney Neighbours" not in _names(window), timeout=WAIT)
     assert "Repair Café" in _names(window)
+
+
+def test_a_node_that_is_not_running_is_said_in_words_and_the_dialog_lets_one_try_again(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    bridge = Bridge(tmp_path / "nobody", LISTEN)  # never unlocked
+    dialog = JoinDialog(bridge)
+    qtbot.addWidget(dialog)
+    dialog.code.setPlainText("kith1abc")
+    dialog.join_button.click()
+    assert dialog.message.text() == "The node is not running."
+    assert dialog.join_button.isEnabled()
+    assert not dialog.code.isReadOnly()

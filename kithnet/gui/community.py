@@ -104,7 +104,22 @@ class _Asking(QDialog):
         on_failure: Callable[[str], None] | None = None,
         **args: Any,
     ) -> None:
-        self._waiting[self.bridge.call(command, **args)] = (on_answer, on_failure or self.say)
+        failure = on_failure or self.say
+        # A bridge whose node is not running fails at once, before the number is known.
+        early: list[tuple[int, str]] = []
+
+        def catch(number: int, message: str) -> None:
+            early.append((number, message))
+
+        self.bridge.failed.connect(catch)
+        try:
+            number = self.bridge.call(command, **args)
+        finally:
+            self.bridge.failed.disconnect(catch)
+        if early and early[0][0] == number:
+            failure(early[0][1])
+            return
+        self._waiting[number] = (on_answer, failure)
 
     def say(self, text: str) -> None:
         self.message.setText(in_words(text))
