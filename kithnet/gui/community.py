@@ -124,6 +124,13 @@ class _Asking(QDialog):
     def say(self, text: str) -> None:
         self.message.setText(in_words(text))
 
+    def refresh(self) -> None:
+        """Ask again for what the dialog shows."""
+
+    def _arrived(self) -> None:
+        if self.isVisible():  # a closed dialog asks nothing more as records arrive
+            self.refresh()
+
     def _answered(self, request: int, result: object) -> None:
         handlers = self._waiting.pop(request, None)
         if handlers is not None:
@@ -411,7 +418,7 @@ class InviteDialog(_Asking):
         self.list.selectionModel().currentChanged.connect(self._chosen)
         self.invites.modelReset.connect(self._chosen)
         self.invites.dataChanged.connect(self._chosen)
-        bridge.arrived.connect(self.refresh)  # someone joined with a code: its uses grow
+        bridge.arrived.connect(self._arrived)  # someone joined with a code: its uses grow
         self.refresh()
 
     def refresh(self) -> None:
@@ -802,7 +809,7 @@ class ModerationDialog(_Asking):
         self.ban_button.clicked.connect(lambda: self.ban(unban=False))
         self.unban_button.clicked.connect(lambda: self.ban(unban=True))
         self.leave_button.clicked.connect(self.leave)
-        bridge.arrived.connect(self.refresh)
+        bridge.arrived.connect(self._arrived)
         self.refresh()
 
     def _members_view(self, name: str) -> QListView:
