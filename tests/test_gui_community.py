@@ -312,6 +312,11 @@ def test_owners_grant_roles_and_ban_with_a_reason_the_log_shows_it_and_members_s
     qtbot.waitUntil(lambda: dialog.message.text() == "Dan is now a moderator.", timeout=WAIT)
     dan_row = [m["name"] for m in dialog.members.rows].index("Dan")
     assert dialog.members.index(dan_row).data().startswith("Dan  (moderator")
+    assert dialog.revoke_button.isEnabled()
+    dialog.revoke_button.click()
+    qtbot.waitUntil(lambda: dialog.message.text() == "Dan is no longer a moderator.", timeout=WAIT)
+    assert dialog.members.rows[dan_row]["roles"] == []
+    assert not dialog.revoke_button.isEnabled()  # nothing left to revoke
 
     # A moderator removes an advert of Dan's (what the feed's context menu does).
     advert = call(dan, "post", {"community": made["id"], "text": "Cheap double glazing!"})
@@ -361,6 +366,10 @@ def test_owners_grant_roles_and_ban_with_a_reason_the_log_shows_it_and_members_s
         ]
 
     qtbot.waitUntil(dan_sees_it, timeout=WAIT)
+    dialog.unban_button.click()
+    qtbot.waitUntil(lambda: dialog.log.rowCount() == 3, timeout=WAIT)
+    assert dialog.log.index(0).data().endswith("You unbanned Dan")
+    qtbot.waitUntil(lambda: not dialog.members.rows[dan_row]["banned"], timeout=WAIT)
 
     # Leaving asks first; Cancel keeps the member in.
     dialog.leave_button.click()
