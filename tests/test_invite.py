@@ -107,6 +107,19 @@ def test_qr_code_scans_back_to_the_same_invite() -> None:
     assert invite.decode(results[0].text) == CODE
 
 
+def test_the_qr_matrix_an_app_paints_is_the_png_s_code_with_a_quiet_zone() -> None:
+    matrix = invite.qr_matrix(TEXT)
+    size = len(matrix)
+    assert all(len(row) == size for row in matrix)
+    zone = invite.QR_QUIET_ZONE
+    edges = matrix[:zone] + matrix[-zone:] + [row[:zone] + row[-zone:] for row in matrix]
+    assert not any(any(row) for row in edges)  # light all round, as scanners need
+    png = QImage.fromData(invite.qr_png(TEXT, scale=1))
+    assert (png.width(), png.height()) == (size, size)
+    dark = [[png.pixelColor(x, y).lightness() < 128 for x in range(size)] for y in range(size)]
+    assert dark == matrix
+
+
 def _with_checksum(payload: bytes) -> str:
     checksum = hashlib.blake2b(invite.CHECKSUM_DOMAIN + payload, digest_size=5).digest()
     return "kith1" + base64.b32encode(payload + checksum).decode().rstrip("=").lower()

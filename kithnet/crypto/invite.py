@@ -291,9 +291,23 @@ def _decode_payload(payload: bytes) -> InviteCode:
     )
 
 
+QR_QUIET_ZONE = 4  # modules of light margin a scanner needs around a QR code
+
+
+def _qr(code_text: str) -> segno.QRCode:
+    # Upper case, so QR's compact alphanumeric mode fits; `decode` ignores the case.
+    return segno.make(code_text.upper(), error="m", micro=False)
+
+
 def qr_png(code_text: str, scale: int = 4) -> bytes:
-    """A PNG QR code of an invite code (upper case, so QR's compact alphanumeric mode fits)."""
-    qr = segno.make(code_text.upper(), error="m", micro=False)
+    """A PNG QR code of an invite code."""
     buffer = io.BytesIO()
-    qr.save(buffer, kind="png", scale=scale, border=4)
+    _qr(code_text).save(buffer, kind="png", scale=scale, border=QR_QUIET_ZONE)
     return buffer.getvalue()
+
+
+def qr_matrix(code_text: str) -> list[list[bool]]:
+    """The QR code of an invite code as rows of modules, True for dark, with its quiet
+    zone, for an app to paint at whatever size it needs (the same code `qr_png` draws)."""
+    rows = _qr(code_text).matrix_iter(scale=1, border=QR_QUIET_ZONE)
+    return [[bool(module) for module in row] for row in rows]

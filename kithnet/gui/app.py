@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from kithnet.crypto.kdf import KdfParams
+from kithnet.gui import community
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
 from kithnet.node import demo
@@ -432,6 +434,15 @@ class MainWindow(QMainWindow):
             "view": bar.addMenu("&View"),
         }
         self.add_action("community", "Does anybody know…?", "Ctrl+K", self.open_ask)
+        self.add_action("community", "New community…", "Ctrl+N", self.open_new_community)
+        self.add_action("community", "Invite people…", "Ctrl+I", self.open_invite)
+        self.add_action("community", "Join with a code…", "Ctrl+J", self.open_join)
+        self.add_action("community", "Find communities…", "Ctrl+Shift+F", self.open_directory)
+        moderation = self.add_action(
+            "community", "Moderation…", "Ctrl+Shift+O", self.open_moderation
+        )
+        self.add_action("community", "Leave community…", None, self.leave_community)
+        self.find_button = community.install(self, moderation)
         self.add_action("kithnet", "&Quit", "Ctrl+Q", self.close).setMenuRole(
             QAction.MenuRole.QuitRole
         )
@@ -454,6 +465,24 @@ class MainWindow(QMainWindow):
         dialog.joined.connect(lambda _name: self.communities.refresh())
         dialog.show()
         return dialog
+
+    def open_new_community(self) -> community.NewCommunityDialog:
+        return community.open_new_community(self)
+
+    def open_invite(self) -> community.InviteDialog | None:
+        return community.open_invite(self)
+
+    def open_join(self) -> community.JoinDialog:
+        return community.open_join(self)
+
+    def open_directory(self) -> community.DirectoryDialog:
+        return community.open_directory(self)
+
+    def open_moderation(self) -> community.ModerationDialog | None:
+        return community.open_moderation(self)
+
+    def leave_community(self) -> QMessageBox | None:
+        return community.leave_current(self)
 
     def _choose_first(self) -> None:
         if self.communities.rowCount() and not self.sidebar.currentIndex().isValid():

@@ -406,6 +406,7 @@ class Commands(BlobCommands):
                     "expires_at": i.expires_at,
                     "uses": i.uses,
                     "max_uses": i.max_uses,
+                    "mine": i.issuer == self.store.identity.public_key,
                     "state": "withdrawn"
                     if i.withdrawn
                     else "expired"
@@ -592,19 +593,21 @@ class Commands(BlobCommands):
         if info is None:  # public or private is not even known: follow nothing yet
             raise CommandError(
                 f"none of the members' nodes named in the invite to {invite.community_name!r} "
-                "answered. Your request to join is saved: try `kithnet join` again later"
+                "answered: they may be offline, or out of reach from this network. Your "
+                "request to join is saved: try joining with the same code again later"
                 + (f" ({refusal})" if refusal else "")
             )
         if not await self.node.follow(community):
             if info.visibility == "private":
                 raise CommandError(
                     f"{invite.community_name!r} is private and no owner or moderator let you "
-                    f"in yet ({refusal or 'none of them answered'}). Your request is saved; "
-                    "try `kithnet join` again when the person who invited you is online"
+                    f"in yet ({refusal or 'none of them answered'}). Your request is saved: "
+                    "join with the same code again when the person who invited you is online"
                 )
             raise CommandError(
                 f"none of the members' nodes named in the invite to {invite.community_name!r} "
-                "answered. Your request to join is saved: try `kithnet join` again later"
+                "answered: they may be offline, or out of reach from this network. Your "
+                "request to join is saved: try joining with the same code again later"
             )
         await self._reach(community)
         with trio.move_on_after(REACH_TIMEOUT):
@@ -622,18 +625,27 @@ class Commands(BlobCommands):
         status, reason = self.store.status_of(record.id) or ("pending", "")
         member = any(c.id == community for c in self.store.communities())
         if status == "denied" and not member:
-            raise CommandError(f"the community refused this invite: {reason}")
+            raise CommandError(
+                f"the community refused this invite: {reason}. Ask the person who invited "
+                "you for a new code"
+            )
+        # A node started for this command alone stops with it; a running one keeps trying.
+        later = (
+            "run `kithnet serve`, or join with the same code again later"
+            if self.temporary
+            else "or join with the same code again later"
+        )
         if not synced and not member:
             if self.node.peer.connected_peers():
                 raise CommandError(
                     f"the members' nodes reached do not carry {invite.community_name!r}. "
-                    "Your request to join is saved and goes out when your node meets a "
-                    "member (run `kithnet serve`, or try `kithnet join` again later)"
+                    f"Your request to join is saved and goes out when your node meets a "
+                    f"member ({later})"
                 )
             raise CommandError(
                 f"none of the members' nodes named in the invite to {invite.community_name!r} "
                 "answered. Your request to join is saved and goes out when your node next "
-                "reaches one of them (run `kithnet serve`, or try `kithnet join` again later)"
+                f"reaches one of them ({later})"
             )
         return {
             "community": community.hex(),
