@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from kithnet.crypto.kdf import KdfParams
-from kithnet.gui import community
+from kithnet.gui import community, notify
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
 from kithnet.node import demo
@@ -446,6 +446,8 @@ class MainWindow(QMainWindow):
         self.add_action("kithnet", "&Quit", "Ctrl+Q", self.close).setMenuRole(
             QAction.MenuRole.QuitRole
         )
+        self.add_action("people", "&Search posts and people…", "Ctrl+F", self.open_search)
+        self.notifications = notify.install(self)  # the tray, the bell and the dock
         self.communities.refresh()
 
     def add_action(
@@ -483,6 +485,9 @@ class MainWindow(QMainWindow):
 
     def leave_community(self) -> QMessageBox | None:
         return community.leave_current(self)
+
+    def open_search(self) -> notify.SearchDialog:
+        return notify.open_search(self)
 
     def _choose_first(self) -> None:
         if self.communities.rowCount() and not self.sidebar.currentIndex().isValid():

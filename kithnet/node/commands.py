@@ -28,6 +28,7 @@ from kithnet.node.answers import my_trust, rank_answers
 from kithnet.node.blob_commands import BlobCommands, attachment_view
 from kithnet.node.directory import entry_view
 from kithnet.node.node import Node
+from kithnet.node.notice_commands import NoticeCommands
 from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError
 
@@ -86,7 +87,7 @@ def _message_view(message: Message) -> dict[str, Any]:
     }
 
 
-class Commands(BlobCommands):
+class Commands(BlobCommands, NoticeCommands):
     """The member's commands over a store and a node (running or temporary)."""
 
     def __init__(self, node: Node, *, temporary: bool = False) -> None:
@@ -132,6 +133,8 @@ class Commands(BlobCommands):
             "attachment.save": self.attachment_save,
             "dm": self.dm,
             "inbox": self.inbox,
+            "search": self.search,
+            "notifications": self.notifications,
         }
 
     async def dispatch(self, command: str, args: dict[str, Any]) -> Any:

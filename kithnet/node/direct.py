@@ -319,6 +319,10 @@ class DirectMessages:
 
     # Receiving -------------------------------------------------------------------------
 
+    async def wait_for_arrival(self) -> None:
+        """Return when a message for this member (or one held for another) next arrives."""
+        await self._arrival.wait()
+
     async def wait_for_message(self, record_id: bytes, timeout: float = 10) -> None:
         """Return once this member's store holds message `record_id`."""
         with trio.fail_after(timeout):

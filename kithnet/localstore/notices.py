@@ -1,0 +1,177 @@
+"""What to tell the member about: replies to their posts, referrals answering their
+questions, references about them and direct messages, that arrived after a cursor.
+
+Records are ordered by `records.seq` (arrival in this store); direct messages never
+enter `records`, so their part of the cursor is the newest `received_at` seen and the
+ids received at that very millisecond (so none is told twice, and none is skipped).
+Nothing by the member themselves, and nothing by a member they muted or blocked
+(`marks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeCursor:
+    """Where the last look ended: records up to `seq`, messages received up to
+    `message_at` (those at `message_at` itself listed in `message_ids`)."""
+
+    seq: int
+    message_at: int
+    message_ids: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    kind: str  # 'reply', 'referral', 'reference' or 'message'
+    id: bytes  # the reply, referral, reference or message
+    who: bytes  # its author
+    who_name: str
+    text: str
+    created_at: int
+    order: int  # arrival: records.seq, or received_at for a message
+    community: bytes | None = None
+    community_name: str = ""
+    about: bytes | None = None  # the member's post replied to, or question referred
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def now_cursor(db: Any) -> NoticeCursor:
+    """A cursor past everything held now (a first look starts here)."""
+    seq = db.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+    at = db.execute(
+        "SELECT coalesce(max(received_at), 0) FROM messages WHERE direction = 'in'"
+    ).fetchone()[0]
+    ids = db.execute(
+        "SELECT id FROM messages WHERE direction = 'in' AND received_at = ?", (at,)
+    ).fetchall()
+    return NoticeCursor(seq, at, tuple(sorted(bytes(row[0]) for row in ids)))
+
+
+def since(db: Any, me: bytes, after: NoticeCursor, *, limit: int) -> tuple[list[Notice], bool]:
+    """The notices that arrived after `after` (up to `now_cursor(db)`), oldest first; at
+    most `limit` of each kind, the newest ones, and whether some were left out."""
+    top = now_cursor(db)
+    found: list[Notice] = []
+    more = False
+    for query in (_replies, _referrals, _references):
+        rows = query(db, me, after.seq, top.seq, limit)
+        more |= len(rows) > limit
+        found += rows[:limit]
+    rows = _messages(db, after, limit)
+    more |= len(rows) > limit
+    found += rows[:limit]
+    found.sort(key=lambda n: (n.created_at, n.id))
+    return found, more
+
+
+def _replies(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Notice]:
+    rows = db.execute(
+        "SELECT p.rowid, p.id, p.author, coalesce(pr.name, ''), p.text, p.created_at,"
+        " p.community, coalesce(c.name, ''), p.reply_to"
+        " FROM posts AS p"
+        " JOIN posts AS mine ON mine.rowid = (SELECT seq FROM records WHERE id = p.reply_to)"
+        " LEFT JOIN profiles AS pr ON pr.member = p.author"
+        " LEFT JOIN communities AS c ON c.id = p.community"
+        " WHERE p.rowid > ? AND p.rowid <= ? AND p.reply_to IS NOT NULL"
+        " AND mine.author = ? AND mine.community = p.community AND p.author != ?"
+        " AND p.deleted = 0 AND p.removed = 0"
+        " AND p.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
+        " ORDER BY p.rowid DESC LIMIT ?",
+        (low, high, me, me, limit + 1),
+    ).fetchall()
+    return [
+        Notice("reply", r[1], r[2], r[3], r[4], r[5], r[0], r[6], r[7], about=r[8]) for r in rows
+    ]
+
+
+def _referrals(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Notice]:
+    rows = db.execute(
+        "SELECT r.seq, f.id, f.author, coalesce(pr.name, ''), f.note, f.created_at,"
+        " f.community, coalesce(c.name, ''), f.question, f.to_member,"
+        " coalesce(tp.name, ''), f.to_community, coalesce(tc.name, d.name, ''), f.invite"
+        " FROM records AS r JOIN referrals AS f ON f.id = r.id"
+        " JOIN posts AS q ON q.rowid = (SELECT seq FROM records WHERE id = f.question)"
+        " LEFT JOIN profiles AS pr ON pr.member = f.author"
+        " LEFT JOIN communities AS c ON c.id = f.community"
+        " LEFT JOIN profiles AS tp ON tp.member = f.to_member"
+        " LEFT JOIN communities AS tc ON tc.id = f.to_community"
+        " LEFT JOIN directory AS d ON d.community = f.to_community"
+        " WHERE r.seq > ? AND r.seq <= ? AND r.kind = 'referral' AND r.status = 'allowed'"
+        " AND q.author = ? AND f.author != ? AND f.deleted = 0"
+        " AND f.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
+        " ORDER BY r.seq DESC LIMIT ?",
+        (low, high, me, me, limit + 1),
+    ).fetchall()
+    return [
+        Notice(
+            "referral",
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[0],
+            r[6],
+            r[7],
+            about=r[8],
+            extra={
+                "to_member": r[9],
+                "to_member_name": r[10],
+                "to_community": r[11],
+                "to_community_name": r[12],
+                "invite": r[13],
+            },
+        )
+        for r in rows
+    ]
+
+
+def _references(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Notice]:
+    rows = db.execute(
+        "SELECT r.seq, f.id, f.author, coalesce(pr.name, ''), f.text, f.created_at,"
+        " f.community, coalesce(c.name, ''), f.skill"
+        " FROM records AS r JOIN refs AS f ON f.id = r.id"
+        " LEFT JOIN profiles AS pr ON pr.member = f.author"
+        " LEFT JOIN communities AS c ON c.id = f.community"
+        " WHERE r.seq > ? AND r.seq <= ? AND r.kind = 'reference' AND r.status = 'allowed'"
+        " AND f.subject = ? AND f.author != ?"
+        " AND f.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
+        " ORDER BY r.seq DESC LIMIT ?",
+        (low, high, me, me, limit + 1),
+    ).fetchall()
+    return [
+        Notice("reference", r[1], r[2], r[3], r[4], r[5], r[0], r[6], r[7], extra={"skill": r[8]})
+        for r in rows
+    ]
+
+
+def _messages(db: Any, after: NoticeCursor, limit: int) -> list[Notice]:
+    rows = db.execute(
+        "SELECT m.id, m.peer, coalesce(pr.name, ''), m.text, m.created_at, m.received_at"
+        " FROM messages AS m LEFT JOIN profiles AS pr ON pr.member = m.peer"
+        " WHERE m.direction = 'in' AND m.received_at >= ?"
+        " AND m.peer NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
+        " ORDER BY m.received_at DESC, m.id DESC",
+        (after.message_at,),
+    ).fetchall()
+    seen = set(after.message_ids)
+    fresh = [r for r in rows if not (r[5] == after.message_at and bytes(r[0]) in seen)]
+    return [Notice("message", r[0], r[1], r[2], r[3], r[4], r[5]) for r in fresh[: limit + 1]]
+
+
+def thread_root(db: Any, post: bytes) -> bytes:
+    """The top-level post of the thread `post` is in (itself if it is one)."""
+    current = post
+    for _ in range(64):
+        row = db.execute(
+            "SELECT reply_to FROM posts WHERE rowid = (SELECT seq FROM records WHERE id = ?)",
+            (current,),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return current
+        current = bytes(row[0])
+    return current
