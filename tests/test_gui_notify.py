@@ -155,14 +155,14 @@ def test_replies_messages_references_and_referrals_are_notified_once(
     assert all(i["id"] not in (mine, question, dans) for i in told)
     assert not any(i["who_name"] == "Dan" for i in told)
     assert notifier.tray is None  # offscreen: no system tray, the list holds them all
-    assert window.notifications.bell.text() == f"🔔 {len(told)}"
+    assert window.notifications.bell.text() == f"Notifications ({len(told)})"
     qtmodeltester.check(notifier.model)
 
     # The list shows them newest first; choosing one opens what it is about.
     dock = window.notifications.dock
     window.notifications.toggle()
     assert not dock.isHidden()
-    assert notifier.model.index(0).data().startswith("● Bob answered your question")
+    assert notifier.model.index(0).data().startswith("● Bob answered your question in Hackney")
     row = next(r for r in range(notifier.model.rowCount()) if told[r]["kind"] == "reply")
     with qtbot.waitSignal(notifier.post_chosen, timeout=WAIT) as chosen:
         dock.view.activated.emit(notifier.model.index(row))
@@ -182,7 +182,7 @@ def test_replies_messages_references_and_referrals_are_notified_once(
         dock.view.activated.emit(notifier.model.index(row))
     assert chosen.args == [me]
     window.notifications.toggle()  # closing the list marks them seen
-    assert window.notifications.bell.text() == "🔔"
+    assert window.notifications.bell.text() == "Notifications"
     assert not notifier.model.index(0).data().startswith("●")
 
     # Restart: You's node stops; Bob replies meanwhile; the app opens again on the

@@ -447,7 +447,7 @@ class MainWindow(QMainWindow):
             QAction.MenuRole.QuitRole
         )
         self.add_action("people", "&Search posts and people…", "Ctrl+F", self.open_search)
-        self.notifications = notify.install(self)  # the tray, the bell and the dock
+        self.notifications = notify.install(self)  # the tray, the dock and its button
         self.communities.refresh()
 
     def add_action(

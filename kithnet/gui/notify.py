@@ -4,7 +4,7 @@ to the member's posts, referrals answering their questions, references about the
 direct messages (the node's `notifications` command, asked whenever records arrive).
 
 Notifications pop up through the system tray where there is one, and always go into
-the in-app list (a dock, opened from the bell in the status bar), so none is lost on a
+the in-app list (a dock, opened from the button in the status bar), so none is lost on a
 desktop without a tray. The node remembers how far the member was told, so a restart
 does not tell them again. Choosing a result or a notification emits what it is about
 (`post_chosen`, `profile_requested`, `conversation_requested`) for the other screens to
@@ -304,7 +304,7 @@ class NotificationsModel(QAbstractListModel):
         row = self.rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             new = "● " if index.row() < self.unseen else ""
-            return f"{new}{row['title']} ({_when(row['created_at'])})\n{row['text']}"
+            return f"{new}{row['title']}\n{row['text']}\n{_when(row['created_at'])}"
         if role == Qt.ItemDataRole.ToolTipRole:
             return row["text"]
         if role == Qt.ItemDataRole.FontRole and index.row() < self.unseen:
@@ -452,8 +452,8 @@ class NotificationsDock(QDockWidget):
 
 
 class Notifications(QObject):
-    """What the main window holds of this module: the notifier, its dock, and the bell
-    in the status bar that shows how many are unseen and opens the dock."""
+    """What the main window holds of this module: the notifier, its dock, and the
+    button in the status bar (`bell`) that shows how many are unseen and opens the dock."""
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -487,7 +487,8 @@ class Notifications(QObject):
 
     def _count(self) -> None:
         unseen = self.notifier.model.unseen
-        self.bell.setText(f"🔔 {unseen}" if unseen else "🔔")
+        # Words, not a bell sign: not every desktop has a font with emoji.
+        self.bell.setText(f"Notifications ({unseen})" if unseen else "Notifications")
         self.bell.setAccessibleDescription(f"{unseen} unseen notifications")
 
     def _chosen(self, item: dict[str, Any]) -> None:
@@ -551,7 +552,8 @@ class _PostFinder(QObject):
 
 
 def install(window: MainWindow) -> Notifications:
-    """Notifications for the main window: the notifier, the dock and the bell."""
+    """Notifications for the main window: the notifier, the dock and the status bar's
+    button."""
     notifications = Notifications(window)
     window.add_action("view", "&Notifications", "Ctrl+Shift+N", notifications.toggle)
     return notifications
