@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import ItemRole
-from kithnet.gui.notify import Notifier, SearchDialog
+from kithnet.gui.notify import SEARCH_PAGE, Notifier, SearchDialog
 from kithnet.node import demo
 from kithnet.node.control import ControlError, call
 from tests.gui_support import LISTEN, WAIT, DemoApp, ask
@@ -203,6 +203,12 @@ def test_replies_messages_references_and_referrals_are_notified_once(
         qtbot.waitUntil(lambda: _find(later, "reply", "Still want") is not None, timeout=SLOW)
         # The node remembers how far it told: one more look tells nothing.
         assert ask(again, qtbot, "notifications", save=False)["items"] == []
+        # A cursor that is not one is refused in words.
+        with qtbot.waitSignal(again.failed, timeout=WAIT) as refused:
+            again.call("notifications", after={"seq": "yesterday"})
+        assert refused.args[1] == (
+            "a notifications cursor is what `notifications` answered as `cursor`"
+        )
         old = {i["id"] for i in told}
         assert [i["text"] for i in heard_later] == ["Still want the ladder?"]
         assert not old & {i["id"] for i in _items(later)}
@@ -273,6 +279,21 @@ def test_search_finds_posts_and_people_as_the_member_types(
             assert dialog.message.text().startswith(("Nothing found", "Type to search")), typed
     result = ask(window.bridge, qtbot, "search", text='"loft AND (')
     assert result == {"text": '"loft AND (', "posts": [], "people": []}
+
+    # Many matches come a page at a time, as the list scrolls.
+    for number in range(SEARCH_PAGE + 5):
+        ask(
+            window.bridge, qtbot, "post", community="Hackney Neighbours", text=f"Lawnmower {number}"
+        )
+    dialog.text.setText("lawnmower")
+    qtbot.waitUntil(lambda: dialog.posts.rowCount() == SEARCH_PAGE, timeout=WAIT)
+    assert dialog.message.text() == f"{SEARCH_PAGE}+ posts, 0 people"
+    assert dialog.posts.canFetchMore()
+    dialog.posts.fetchMore()
+    qtbot.waitUntil(lambda: dialog.posts.rowCount() == SEARCH_PAGE + 5, timeout=WAIT)
+    qtbot.waitUntil(lambda: not dialog.posts.canFetchMore(), timeout=WAIT)
+    assert sorted(_texts(dialog)) == sorted(f"Lawnmower {n}" for n in range(SEARCH_PAGE + 5))
+    qtmodeltester.check(dialog.posts)
 
     # Only the open community; then choosing a post shows it in the main window.
     dialog.text.setText("street party")

@@ -472,6 +472,8 @@ class Notifications(QObject):
         for changed in (model.rowsInserted, model.dataChanged, model.modelReset):
             changed.connect(self._count)
         self.notifier.chosen.connect(self._chosen)
+        if self.notifier.tray is not None:  # clicking the tray icon brings the list up
+            self.notifier.tray.activated.connect(lambda _reason: self.show_list())
         self.notifier.failed.connect(lambda message: window.statusBar().showMessage(message))
         self._count()
 
@@ -484,6 +486,14 @@ class Notifications(QObject):
             self.dock.show()
             self.dock.raise_()
             self.dock.view.setFocus()
+
+    def show_list(self) -> None:
+        """Bring the main window forward with the notifications open."""
+        self.window.showNormal()
+        self.window.raise_()
+        self.window.activateWindow()
+        if self.dock.isHidden():
+            self.toggle()
 
     def _count(self) -> None:
         unseen = self.notifier.model.unseen
