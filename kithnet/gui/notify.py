@@ -178,10 +178,10 @@ class SearchDialog(QDialog):
         self.text.setAccessibleName("Search")
         self.text.setPlaceholderText("Words to find in posts and profiles")
         self.text.setClearButtonEnabled(True)
-        self.only_here = QCheckBox(f"Only in {community[1]}" if community else "Only here")
+        self.only_here = QCheckBox()
         self.only_here.setAccessibleName("Search only the open community")
-        self.only_here.setToolTip("Search only the community open in the main window (Alt+O)")
-        self.only_here.setEnabled(community is not None)
+        self.only_here.setToolTip("Search only the community open in the main window")
+        self.set_community(community)
         self.posts = SearchResults(bridge, "posts", self)
         self.people = SearchResults(bridge, "people", self)
         self.post_list = QListView()
@@ -221,6 +221,15 @@ class SearchDialog(QDialog):
         self.post_list.activated.connect(self._post_activated)
         self.people_list.activated.connect(self._person_activated)
         self.text.setFocus()
+
+    def set_community(self, community: tuple[str, str] | None) -> None:
+        """The community open in the main window, (id, name), that "Only in" means."""
+        changed = community != self.community
+        self.community = community
+        self.only_here.setText(f"Only in {community[1]}" if community else "Only in one community")
+        self.only_here.setEnabled(community is not None)
+        if changed and self.only_here.isChecked() and self.text.text().strip():
+            self.run()
 
     def run(self) -> None:
         """Search now for what is typed (in the node's thread, as every command)."""
@@ -281,13 +290,12 @@ class NotificationsModel(QAbstractListModel):
         fresh = list(reversed(items))
         self.beginInsertRows(QModelIndex(), 0, len(fresh) - 1)
         self.rows[:0] = fresh
+        self.unseen = min(self.unseen + len(fresh), KEPT)  # before views hear of them
         self.endInsertRows()
-        self.unseen = min(self.unseen + len(fresh), KEPT)
         if len(self.rows) > KEPT:
             self.beginRemoveRows(QModelIndex(), KEPT, len(self.rows) - 1)
             del self.rows[KEPT:]
             self.endRemoveRows()
-        self.dataChanged.emit(self.index(0), self.index(len(self.rows) - 1))
 
     def mark_seen(self) -> None:
         if self.unseen:
@@ -574,7 +582,17 @@ def open_search(window: MainWindow) -> SearchDialog:
     in the window's feed."""
     current = window.sidebar.currentIndex()
     row = current.data(ItemRole) if current.isValid() else None
-    dialog = SearchDialog(window.bridge, (row["id"], row["name"]) if row else None, window)
+    community = (row["id"], row["name"]) if row else None
+    dialog = window.findChild(SearchDialog)
+    if dialog is not None:  # one search window: brought forward, on the open community
+        dialog.set_community(community)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        dialog.text.setFocus()
+        dialog.text.selectAll()
+        return dialog
+    dialog = SearchDialog(window.bridge, community, window)
     dialog.chosen.connect(
         lambda row: show_post(window, row["community"], row["thread"]) if "thread" in row else None
     )

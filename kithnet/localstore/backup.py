@@ -34,6 +34,7 @@ from kithnet.crypto.identity import Identity
 from kithnet.crypto.kdf import KdfParams
 from kithnet.localstore.errors import BackupError, StoreError, StoreExists, WrongPassphrase
 from kithnet.localstore.files import HEADER_NAME, derive_keys, fsync_dir
+from kithnet.localstore.notices import CURSOR_SETTING
 from kithnet.localstore.store import Store
 
 MAGIC = b"KITHNET-BACKUP\n"
@@ -111,7 +112,8 @@ _TABLE_COLUMNS = {
 
 
 # Settings that belong to the machine, not the member: where this node listens.
-_MACHINE_SETTINGS = ("listen", "announce")
+# Left out of backups: where this machine listens, and what counts this store's arrivals.
+_MACHINE_SETTINGS = ("listen", "announce", CURSOR_SETTING)
 
 
 def _tables(store: Store) -> Iterator[tuple[str, list[list[Any]]]]:

@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The setting that keeps how far the member was told. It counts this store's arrivals
+# (`records.seq`), so a backup leaves it out: a restored store starts from then.
+CURSOR_SETTING = "notifications.cursor"
+
 
 @dataclass(frozen=True, slots=True)
 class NoticeCursor:

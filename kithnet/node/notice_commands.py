@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 SNIPPET = 160  # characters of a post shown in a search result or a notification
 MAX_RESULTS = 200
-CURSOR_SETTING = "notifications.cursor"
 
 
 def _error(message: str) -> Exception:
@@ -122,7 +121,7 @@ class NoticeCommands:
         answer's `cursor`, so the next look without `after` starts there."""
         if not 1 <= limit <= MAX_RESULTS:
             raise _error(f"--limit must be between 1 and {MAX_RESULTS}")
-        stored = self.store.setting(CURSOR_SETTING) if after is None else after
+        stored = self.store.setting(notices.CURSOR_SETTING) if after is None else after
         if stored is None:  # the first look: start from now
             found: list[notices.Notice] = []
             more = False
@@ -134,7 +133,7 @@ class NoticeCommands:
                 self.store.db, self.store.identity.public_key, start, limit=limit
             )
         if save:
-            self.store.set_setting(CURSOR_SETTING, _cursor_view(cursor))
+            self.store.set_setting(notices.CURSOR_SETTING, _cursor_view(cursor))
         return {
             "items": [self._notice_view(n) for n in found],
             "more": more,
