@@ -15,6 +15,7 @@ from kithnet.gui.models import ItemRole
 from kithnet.gui.notify import SEARCH_PAGE, Notifier, SearchDialog
 from kithnet.node import demo
 from kithnet.node.control import ControlError, call
+from kithnet.node.notice_commands import snippet
 from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 
 SLOW = 60_000  # ms: a record travelling between real nodes on a loaded machine
@@ -337,3 +338,14 @@ def _texts(dialog: SearchDialog) -> list[str]:
 
 def _names(dialog: SearchDialog) -> list[str]:
     return [dialog.people.index(r).data(ItemRole)["name"] for r in range(dialog.people.rowCount())]
+
+
+def test_a_long_post_is_shown_cut_around_the_word_found() -> None:
+    """A search result shows the part of a long post where the word is, on one line."""
+    text = "Morning all.\n" + "Lots of news this week. " * 20 + "The chimney sweep comes Monday."
+    shown = snippet(text, ["chimney"])
+    assert "chimney sweep" in shown
+    assert shown.startswith("…")
+    assert "\n" not in shown
+    assert len(shown) <= 162  # the width, and the marks that say it was cut
+    assert snippet("Short and sweet", ["sweet"]) == "Short and sweet"
