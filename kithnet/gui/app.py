@@ -10,12 +10,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDialog,
+    QDockWidget,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -432,6 +433,10 @@ class MainWindow(QMainWindow):
             "view": bar.addMenu("&View"),
         }
         self.add_action("community", "Does anybody know…?", "Ctrl+K", self.open_ask)
+        self.add_action("kithnet", "&Settings…", "Ctrl+,", self.open_settings).setMenuRole(
+            QAction.MenuRole.PreferencesRole
+        )
+        self.add_action("view", "&Network", "Ctrl+Shift+N", self.open_network)
         self.add_action("kithnet", "&Quit", "Ctrl+Q", self.close).setMenuRole(
             QAction.MenuRole.QuitRole
         )
@@ -452,6 +457,24 @@ class MainWindow(QMainWindow):
         names = [row["name"] for row in self.communities.rows]
         dialog = AskDialog(self.bridge, names, self)
         dialog.joined.connect(lambda _name: self.communities.refresh())
+        dialog.show()
+        return dialog
+
+    def open_network(self) -> QDockWidget:
+        from kithnet.gui.panels import NetworkPanel  # panels.py imports this module
+
+        panel = self.findChild(NetworkPanel)
+        if panel is None:
+            panel = NetworkPanel(self.bridge, self)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, panel)
+        panel.show()
+        panel.raise_()
+        return panel
+
+    def open_settings(self) -> QDialog:
+        from kithnet.gui.panels import SettingsDialog  # panels.py imports this module
+
+        dialog = SettingsDialog(self.bridge, self)
         dialog.show()
         return dialog
 

@@ -33,6 +33,7 @@ from kithnet.node import session
 from kithnet.node.commands import Commands
 from kithnet.node.daemon import serve
 from kithnet.node.node import Node
+from kithnet.node.settings_commands import RELAY_SETTING
 
 if TYPE_CHECKING:
     from kithnet.node.session import Store
@@ -127,7 +128,9 @@ class Bridge(QObject):
                     }
                 )
 
-            await serve(store, self.listen, (), on_signals=False, ready=ready)
+            # The member's choice in Settings: relay for members behind NAT.
+            relay = bool(store.setting(RELAY_SETTING))
+            await serve(store, self.listen, (), relay=relay, on_signals=False, ready=ready)
 
     async def _watch_arrivals(self, node: Node) -> None:
         while True:

@@ -28,6 +28,7 @@ from kithnet.node.answers import my_trust, rank_answers
 from kithnet.node.blob_commands import BlobCommands, attachment_view
 from kithnet.node.directory import entry_view
 from kithnet.node.node import Node
+from kithnet.node.settings_commands import SettingsCommands
 from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError
 
@@ -86,7 +87,7 @@ def _message_view(message: Message) -> dict[str, Any]:
     }
 
 
-class Commands(BlobCommands):
+class Commands(BlobCommands, SettingsCommands):
     """The member's commands over a store and a node (running or temporary)."""
 
     def __init__(self, node: Node, *, temporary: bool = False) -> None:
@@ -103,6 +104,9 @@ class Commands(BlobCommands):
             "feed": self.feed,
             "peers": self.peers,
             "status": self.status,
+            "passwd": self.passwd,
+            "backup": self.backup,
+            "settings": self.settings,
             "vouch": self.vouch,
             "references": self.references,
             "trust": self.trust,
@@ -1199,6 +1203,7 @@ class Commands(BlobCommands):
                     "last_sync": max((p.finished or 0 for p in syncs), default=0) or None,
                     "received_by_sync": self.node.received_by_sync[c.id],
                     "sent_by_sync": self.node.sent_by_sync[c.id],
+                    "catching_up": self.catch_up_view(c.id),
                 }
             )
         dropped = dict(self.node.dropped + self.node.peer.dropped)
@@ -1212,4 +1217,21 @@ class Commands(BlobCommands):
             "records": self.store.record_count(),
             "communities": communities,
             "dropped": dropped,
+            "relay": self.relay_view(),
+            "catching_up": _catching_up(communities),
         }
+
+
+def _catching_up(communities: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The catch-up in progress over all communities, for a progress bar: the names of
+    the communities still syncing, records received and wanted; None when none is."""
+    syncing = [c for c in communities if c["syncing"]]
+    if not syncing:
+        return None
+    running = [c["catching_up"] for c in syncing if c["catching_up"] is not None]
+    return {
+        "communities": [c["name"] for c in syncing],
+        "received": sum(r["received"] for r in running),
+        "wanted": sum(r["wanted"] for r in running),
+        "reconciling": not running or any(r["reconciling"] for r in running),
+    }
