@@ -6,6 +6,8 @@ the same identity and posts, and relaying for others kept across a restart."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from kithnet.gui.panels import NetworkPanel, SettingsDialog
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node import demo, session
 from tests.gui_support import LISTEN, WAIT, DemoApp, ask
-from tests.members import PASSPHRASE, Member
+from tests.members import PASSPHRASE, Member, environment
 
 NEW_PASSPHRASE = "four words grow trees"
 
@@ -400,3 +402,41 @@ def test_picture_limits_are_shown_and_a_bad_size_says_how_to_write_one(
         for kind in (QAbstractButton, QLineEdit, QAbstractItemView, QProgressBar, QTabWidget):
             for control in widget.findChildren(kind):
                 assert control.accessibleName(), control
+
+
+# The same commands from the command line, while a node holds the store ------------------
+
+
+def test_kithnet_backup_and_passwd_go_through_the_running_node(tmp_path: Path, ann: Member) -> None:
+    ann.start()
+    backup = tmp_path / "ann.backup"
+    written = ann.cli_json("backup", str(backup))
+    assert written["file"] == str(backup)
+    assert written["records"] >= 7  # her profile, the community, five posts
+    wrong = subprocess.run(
+        [sys.executable, "-m", "kithnet", "passwd", "--data-dir", str(ann.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**environment(), "KITHNET_PASSPHRASE": "not it", "KITHNET_NEW_PASSPHRASE": "x" * 12},
+        stdin=subprocess.DEVNULL,
+    )
+    assert wrong.returncode == 1
+    assert "the current passphrase is wrong: nothing was changed" in wrong.stderr
+    changed = subprocess.run(
+        [sys.executable, "-m", "kithnet", "passwd", "--data-dir", str(ann.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**environment(), "KITHNET_NEW_PASSPHRASE": NEW_PASSPHRASE},
+        stdin=subprocess.DEVNULL,
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert ann.command("status")["running"]  # the node goes on
+    ann.stop()
+    with session.restore_store(backup, PASSPHRASE, tmp_path / "laptop") as copy:
+        assert copy.identity.public_key == ann.public_key
+    with pytest.raises(session.UnlockError):
+        session.open_store(ann.data_dir, PASSPHRASE)
+    with session.open_store(ann.data_dir, NEW_PASSPHRASE) as store:
+        assert store.integrity_check() == "ok"

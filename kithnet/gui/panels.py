@@ -114,7 +114,10 @@ class NetworkPanel(QDockWidget):
         self.addresses = QListWidget()
         self.addresses.setAccessibleName("Your node's addresses")
         self.addresses.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.addresses.setMaximumHeight(80)
+        self.addresses.setMaximumHeight(70)
+        # An address ends in the node's long peer id: shorten the middle, copy it whole.
+        self.addresses.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.addresses.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.addresses.setToolTip("Addresses other members' nodes can reach yours on")
         self.copy_button = QPushButton("Copy addresses")
         self.copy_button.setAccessibleName("Copy addresses")
@@ -131,7 +134,7 @@ class NetworkPanel(QDockWidget):
         self.peers_view.setModel(self.peers)
         self.communities = QListWidget()
         self.communities.setAccessibleName("Peers per community")
-        self.communities.setMaximumHeight(110)
+        self.communities.setMaximumHeight(90)
         self.relay = QLabel("")
         self.relay.setWordWrap(True)
         self.relay.setAccessibleName("Relays")
@@ -149,11 +152,9 @@ class NetworkPanel(QDockWidget):
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Network status")
-        address_row = QHBoxLayout()
-        address_row.addWidget(self.addresses, 1)
-        address_row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(QLabel("Your node listens on"))
-        layout.addLayout(address_row)
+        layout.addWidget(self.addresses)
+        layout.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(QLabel("Connected peers and the communities you share"))
         layout.addWidget(self.peers_view, 1)
         layout.addWidget(QLabel("Peers per community"))
@@ -209,6 +210,8 @@ class NetworkPanel(QDockWidget):
         if shown != listen:  # keep the member's selection while nothing changed
             self.addresses.clear()
             self.addresses.addItems(listen)
+            for i, address in enumerate(listen):
+                self.addresses.item(i).setToolTip(address)
         self.communities.clear()
         for c in result["communities"]:
             peers = c["peers"]
@@ -623,7 +626,9 @@ class SettingsDialog(QDialog):
 
 def _relay_note(settings: dict[str, Any]) -> str:
     if settings["relay"] == settings["relaying"]:
-        return "Your node relays for others now." if settings["relaying"] else ""
+        if settings["relaying"]:
+            return "Your node relays for others now."
+        return "Your node relays for nobody (it uses no bandwidth for others)."
     if settings["relay"]:
         return "Your node will relay for others from its next start (quit and open Kithnet)."
     return "Your node stops relaying for others at its next start (quit and open Kithnet)."
