@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from kithnet.crypto.identity import fingerprint
 from kithnet.crypto.kdf import KdfParams
@@ -155,7 +155,7 @@ class Bridge(QObject):
         request = next(self._requests)
         token, commands = self._token, self._commands
         if token is None or commands is None:
-            self.failed.emit(request, "the node is not running")
+            self._fail_later(request, "the node is not running")
             return request
 
         async def run() -> None:
@@ -172,5 +172,10 @@ class Bridge(QObject):
         try:
             token.run_sync_soon(start)
         except trio.RunFinishedError:
-            self.failed.emit(request, "the node has stopped")
+            self._fail_later(request, "the node has stopped")
         return request
+
+    def _fail_later(self, request: int, message: str) -> None:
+        """Say a call failed once the caller has the request's number (a failure said
+        at once would reach it before `call` returned, and so be missed)."""
+        QTimer.singleShot(0, self, lambda: self.failed.emit(request, message))

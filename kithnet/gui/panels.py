@@ -83,7 +83,8 @@ class PeersModel(_Answers):
     def display(self, row: dict[str, Any]) -> str:
         name = row["name"] or f"Someone ({row['peer_id'][:14]}…)"
         shared = ", ".join(row["communities"]) or "no community shared with you"
-        return f"{name}: {shared}"
+        relayed = " (through a relay)" if row.get("relayed") else ""
+        return f"{name}: {shared}{relayed}"
 
 
 def catch_up_text(catching_up: dict[str, Any] | None) -> str:
@@ -205,7 +206,8 @@ class NetworkPanel(QDockWidget):
             return
         self._asking = None
         self.status = result
-        listen = list(result["listen"])
+        # Where others reach this node: its own addresses, and any through a relay.
+        listen = list(dict.fromkeys([*result["listen"], *result["relay"]["circuit_addresses"]]))
         shown = [self.addresses.item(i).text() for i in range(self.addresses.count())]
         if shown != listen:  # keep the member's selection while nothing changed
             self.addresses.clear()
@@ -370,6 +372,7 @@ class SettingsDialog(QDialog):
         form.addRow("", self.passphrase_note)
         self.new.textChanged.connect(lambda text: self.strength.setText(passphrase_strength(text)))
         self.change_button.clicked.connect(self.change_passphrase)
+        self.confirm.returnPressed.connect(self.change_passphrase)
         return page
 
     def _backup_tab(self) -> QWidget:
@@ -426,7 +429,9 @@ class SettingsDialog(QDialog):
         form.addRow("", self.restore_note)
         form.addRow("", self.copy_command)
         self.backup_button.clicked.connect(self.write_backup)
+        self.backup_passphrase.returnPressed.connect(self.write_backup)
         self.restore_button.clicked.connect(self.restore)
+        self.restore_passphrase.returnPressed.connect(self.restore)
         return page
 
     @staticmethod
@@ -515,6 +520,8 @@ class SettingsDialog(QDialog):
     # Passphrase -----------------------------------------------------------------------
 
     def change_passphrase(self) -> None:
+        if not self.change_button.isEnabled():
+            return  # one change at a time (Return pressed while one runs)
         current, new = self.current.text(), self.new.text()
         if not current:
             self.passphrase_note.setText("Type your current passphrase")
@@ -552,6 +559,8 @@ class SettingsDialog(QDialog):
             self.restore_folder.setText(chosen)
 
     def write_backup(self) -> None:
+        if not self.backup_button.isEnabled():
+            return  # one backup at a time
         file = self.backup_file.text().strip()
         if not file or not self.backup_passphrase.text():
             self.backup_note.setText("Choose where to write the backup and type your passphrase")
@@ -568,6 +577,8 @@ class SettingsDialog(QDialog):
         self.backup_passphrase.clear()
 
     def restore(self) -> None:
+        if not self.restore_button.isEnabled():
+            return  # one restore at a time
         file, folder = self.restore_file.text().strip(), self.restore_folder.text().strip()
         passphrase = self.restore_passphrase.text()
         if not file or not folder or not passphrase:

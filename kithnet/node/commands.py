@@ -31,6 +31,7 @@ from kithnet.node.node import Node
 from kithnet.node.settings_commands import SettingsCommands
 from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError
+from kithnet.p2p.relay import connection_kinds
 
 DEFAULT_INVITE_LIFETIME = "7d"
 MAX_INVITE_LIFETIME_MS = 366 * 24 * 3600 * 1000
@@ -1185,6 +1186,7 @@ class Commands(BlobCommands, SettingsCommands):
                     "name": name,
                     "addresses": known.get(peer_id, []),
                     "communities": sorted(n for n, peers in topics.values() if peer_id in peers),
+                    "relayed": connection_kinds(self.node.peer, peer_id) == {"relayed"},
                 }
             )
         return {"running": not self.temporary, "connected": connected, "known": len(known)}
