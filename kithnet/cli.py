@@ -500,6 +500,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"refused from the network: {dropped}")
     if result["banned"]:
         print(f"banned for misbehaving: {', '.join(result['banned'])}")
+    relay = result["relay"]
+    if relay["relaying_for_others"]:
+        print(
+            f"relaying for members behind NAT: {len(relay['reserved_members'])} reserved,"
+            f" {relay['circuits']} circuits open"
+        )
+    for address in relay["circuit_addresses"]:
+        print(f"reachable through a relay at {address}")
+    if catching := result["catching_up"]:
+        print(
+            f"catching up {', '.join(catching['communities'])}: {catching['received']} of"
+            f" {catching['wanted']} records received"
+        )
     return 0
 
 

@@ -462,3 +462,28 @@ def test_kithnet_backup_and_passwd_go_through_the_running_node(tmp_path: Path, a
         session.open_store(ann.data_dir, PASSPHRASE)
     with session.open_store(ann.data_dir, NEW_PASSPHRASE) as store:
         assert store.integrity_check() == "ok"
+
+
+def test_status_tells_who_relays_for_whom_and_through_which_relay(tmp_path: Path) -> None:
+    """Rae's node relays (opted in); Bob's, behind it, holds a reservation there and
+    announces a circuit address: `status` (the network panel's source) says each."""
+    rae, bob = Member(tmp_path, "Rae"), Member(tmp_path, "Bob")
+    try:
+        rae.start("--relay")
+        bob.start("--relay-via", f"{rae.listen}/p2p/{rae.peer_id}")
+        bob.wait_for_log(r"reachable through a relay at \S+")
+        relay = bob.command("status")["relay"]
+        assert not relay["relaying_for_others"]
+        assert [r["relay_id"] for r in relay["reservations"]] == [rae.peer_id]
+        circuit = f"{rae.listen}/p2p/{rae.peer_id}/p2p-circuit/p2p/{bob.peer_id}"
+        assert relay["circuit_addresses"] == [circuit]
+        relaying = rae.command("status")["relay"]
+        assert relaying["relaying_for_others"]
+        assert relaying["reserved_members"] == [bob.peer_id]
+        assert relaying["reservations"] == []
+        shown = bob.cli("status")
+        assert f"reachable through a relay at {circuit}" in shown.stdout
+        assert "relaying for members behind NAT: 1 reserved" in rae.cli("status").stdout
+    finally:
+        rae.kill()
+        bob.kill()
