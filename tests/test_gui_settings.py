@@ -255,6 +255,7 @@ def test_changing_the_passphrase_needs_the_current_one_and_then_only_the_new_one
     assert dialog is not None
     assert window.menus["kithnet"].actions()[0].shortcut().toString() == "Ctrl+,"
     assert dialog.data_dir.text() == str(ann.data_dir)
+    assert window.open_settings() is dialog  # opened again: the same dialog, refreshed
     # Typed badly: said at once, nothing asked of the node.
     dialog.current.setText(PASSPHRASE)
     dialog.new.setText(NEW_PASSPHRASE)

@@ -474,7 +474,8 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> QDialog:
         from kithnet.gui.panels import SettingsDialog  # panels.py imports this module
 
-        dialog = SettingsDialog(self.bridge, self)
+        dialog = self.findChild(SettingsDialog) or SettingsDialog(self.bridge, self)
+        dialog.refresh()
         dialog.show()
         return dialog
 

@@ -299,6 +299,9 @@ class SettingsDialog(QDialog):
         self.restored.connect(self._restored)
         self.restore_failed.connect(self._restore_failed)
         self._restoring: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        """Show what is set now (asked of the node each time the dialog opens)."""
         self._ask("settings", "settings")
         self._ask("blobs", "blobs")
 
