@@ -318,6 +318,11 @@ class SettingsDialog(QDialog):
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.data_dir, 1)
         folder_row.addWidget(self.open_folder)
+        self.folder_note = QLabel(
+            "Your identity, your communities' records and your pictures, encrypted."
+        )
+        self.folder_note.setWordWrap(True)
+        self.folder_note.setAccessibleName("Data folder status")
         self.relay = QCheckBox("Relay connections for members behind NAT")
         self.relay.setAccessibleName("Relay for members behind NAT")
         self.relay.setToolTip(
@@ -341,6 +346,7 @@ class SettingsDialog(QDialog):
         self.limits_note.setAccessibleName("Picture limits status")
         form = QFormLayout(page)
         form.addRow("Data folder", folder_row)
+        form.addRow("", self.folder_note)
         form.addRow("", self.relay)
         form.addRow("", self.relay_note)
         form.addRow("Largest picture or file", self.max_size)
@@ -506,7 +512,9 @@ class SettingsDialog(QDialog):
 
     def open_data_dir(self) -> None:
         if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.bridge.data_dir))):
-            self.relay_note.setText(f"No file manager opened; the folder is {self.bridge.data_dir}")
+            self.folder_note.setText(
+                f"No file manager could be opened here; the folder is {self.bridge.data_dir}"
+            )
 
     def set_relay(self, on: bool) -> None:
         self.relay.setEnabled(False)
