@@ -21,7 +21,7 @@ from kithnet.crypto.identity import fingerprint, peer_id
 from kithnet.crypto.invite import InviteCodeError
 from kithnet.crypto.invite import decode as decode_invite
 from kithnet.localstore.backup import restore_backup, write_backup
-from kithnet.localstore.errors import StoreError
+from kithnet.localstore.errors import StoreError, StoreLocked
 from kithnet.localstore.store import Store, default_data_dir
 
 PASSPHRASE_ENV = "KITHNET_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
@@ -177,22 +177,40 @@ def _cmd_id(args: argparse.Namespace) -> int:
 
 def _cmd_passwd(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
-    with Store.open(data_dir, _passphrase(args, what="Current passphrase")) as store:
-        store.change_passphrase(_passphrase(args, new=True, confirm=True, what="New passphrase"))
+    current = _passphrase(args, what="Current passphrase")
+    try:
+        with Store.open(data_dir, current) as store:
+            store.change_passphrase(
+                _passphrase(args, new=True, confirm=True, what="New passphrase")
+            )
+    except StoreLocked:  # a running node holds the store: it changes the passphrase
+        new = _passphrase(args, new=True, confirm=True, what="New passphrase")
+        _call_node(data_dir, "passwd", {"current": current, "new": new})
     _print({"data_dir": str(data_dir), "passphrase_changed": True}, args.json)
     return 0
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
     passphrase = _passphrase(args)
-    with Store.open(_data_dir(args), passphrase, readonly=True) as store:
-        count = write_backup(store, args.file, passphrase)
-        public_key = store.identity.public_key
-    _print(
-        {"file": str(Path(args.file)), "records": count, "fingerprint": fingerprint(public_key)},
-        args.json,
-    )
+    data_dir = _data_dir(args)
+    file = str(Path(args.file).absolute())
+    try:
+        with Store.open(data_dir, passphrase, readonly=True) as store:
+            count = write_backup(store, args.file, passphrase)
+            public_key = store.identity.public_key
+        result = {"file": file, "records": count, "fingerprint": fingerprint(public_key)}
+    except StoreLocked:  # a running node holds the store: it writes the backup
+        result = _call_node(data_dir, "backup", {"file": file, "passphrase": passphrase})
+    _print(result, args.json)
     return 0
+
+
+def _call_node(data_dir: Path, name: str, params: dict[str, Any]) -> Any:
+    """A command run by the node that holds the store (the desktop app's, or `kithnet
+    serve`)."""
+    from kithnet.node.control import call
+
+    return call(data_dir, name, params)
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
@@ -482,6 +500,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"refused from the network: {dropped}")
     if result["banned"]:
         print(f"banned for misbehaving: {', '.join(result['banned'])}")
+    relay = result["relay"]
+    if relay["relaying_for_others"]:
+        print(
+            f"relaying for members behind NAT: {len(relay['reserved_members'])} reserved,"
+            f" {relay['circuits']} circuits open"
+        )
+    for address in relay["circuit_addresses"]:
+        print(f"reachable through a relay at {address}")
+    if catching := result["catching_up"]:
+        print(
+            f"catching up {', '.join(catching['communities'])}: {catching['received']} of"
+            f" {catching['wanted']} records received"
+        )
     return 0
 
 

@@ -10,12 +10,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDialog,
+    QDockWidget,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -443,6 +444,10 @@ class MainWindow(QMainWindow):
         )
         self.add_action("community", "Leave community…", None, self.leave_community)
         self.find_button = community.install(self, moderation)
+        self.add_action("kithnet", "&Settings…", "Ctrl+,", self.open_settings).setMenuRole(
+            QAction.MenuRole.PreferencesRole
+        )
+        self.add_action("view", "&Network", "Ctrl+Shift+N", self.open_network)
         self.add_action("kithnet", "&Quit", "Ctrl+Q", self.close).setMenuRole(
             QAction.MenuRole.QuitRole
         )
@@ -488,6 +493,25 @@ class MainWindow(QMainWindow):
 
     def open_search(self) -> notify.SearchDialog:
         return notify.open_search(self)
+
+    def open_network(self) -> QDockWidget:
+        from kithnet.gui.panels import NetworkPanel  # panels.py imports this module
+
+        panel = self.findChild(NetworkPanel)
+        if panel is None:
+            panel = NetworkPanel(self.bridge, self)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, panel)
+        panel.show()
+        panel.raise_()
+        return panel
+
+    def open_settings(self) -> QDialog:
+        from kithnet.gui.panels import SettingsDialog  # panels.py imports this module
+
+        dialog = self.findChild(SettingsDialog) or SettingsDialog(self.bridge, self)
+        dialog.refresh()
+        dialog.show()
+        return dialog
 
     def _choose_first(self) -> None:
         if self.communities.rowCount() and not self.sidebar.currentIndex().isValid():

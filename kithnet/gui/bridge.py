@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from kithnet.crypto.identity import fingerprint
 from kithnet.crypto.kdf import KdfParams
@@ -35,6 +35,7 @@ from kithnet.node.commands import Commands
 from kithnet.node.daemon import serve
 from kithnet.node.direct import DirectMessages
 from kithnet.node.node import Node
+from kithnet.node.settings_commands import RELAY_SETTING
 
 if TYPE_CHECKING:
     from kithnet.node.session import Store
@@ -129,7 +130,9 @@ class Bridge(QObject):
                     }
                 )
 
-            await serve(store, self.listen, (), on_signals=False, ready=ready)
+            # The member's choice in Settings: relay for members behind NAT.
+            relay = bool(store.setting(RELAY_SETTING))
+            await serve(store, self.listen, (), relay=relay, on_signals=False, ready=ready)
 
     async def _watch_arrivals(self, *sources: Node | DirectMessages) -> None:
         """Emit `arrived` when records or direct messages arrive, at most every
@@ -167,7 +170,7 @@ class Bridge(QObject):
         request = next(self._requests)
         token, commands = self._token, self._commands
         if token is None or commands is None:
-            self.failed.emit(request, "the node is not running")
+            self._fail_later(request, "the node is not running")
             return request
 
         async def run() -> None:
@@ -184,5 +187,10 @@ class Bridge(QObject):
         try:
             token.run_sync_soon(start)
         except trio.RunFinishedError:
-            self.failed.emit(request, "the node has stopped")
+            self._fail_later(request, "the node has stopped")
         return request
+
+    def _fail_later(self, request: int, message: str) -> None:
+        """Say a call failed once the caller has the request's number (a failure said
+        at once would reach it before `call` returned, and so be missed)."""
+        QTimer.singleShot(0, self, lambda: self.failed.emit(request, message))

@@ -473,7 +473,7 @@ class Notifications(QObject):
         self.bell = QPushButton()
         self.bell.setFlat(True)
         self.bell.setAccessibleName("Notifications")
-        self.bell.setToolTip("Notifications (Ctrl+Shift+N)")
+        self.bell.setToolTip("Notifications (Ctrl+Shift+B)")
         window.statusBar().addPermanentWidget(self.bell)
         self.bell.clicked.connect(self.toggle)
         model = self.notifier.model
@@ -573,7 +573,7 @@ def install(window: MainWindow) -> Notifications:
     """Notifications for the main window: the notifier, the dock and the status bar's
     button."""
     notifications = Notifications(window)
-    window.add_action("view", "&Notifications", "Ctrl+Shift+N", notifications.toggle)
+    window.add_action("view", "&Notifications", "Ctrl+Shift+B", notifications.toggle)
     return notifications
 
 

@@ -29,8 +29,10 @@ from kithnet.node.blob_commands import BlobCommands, attachment_view
 from kithnet.node.directory import entry_view
 from kithnet.node.node import Node
 from kithnet.node.notice_commands import NoticeCommands
+from kithnet.node.settings_commands import SettingsCommands
 from kithnet.node.sync import SyncError
 from kithnet.p2p.host import P2PError
+from kithnet.p2p.relay import connection_kinds
 
 DEFAULT_INVITE_LIFETIME = "7d"
 MAX_INVITE_LIFETIME_MS = 366 * 24 * 3600 * 1000
@@ -87,7 +89,7 @@ def _message_view(message: Message) -> dict[str, Any]:
     }
 
 
-class Commands(BlobCommands, NoticeCommands):
+class Commands(BlobCommands, NoticeCommands, SettingsCommands):
     """The member's commands over a store and a node (running or temporary)."""
 
     def __init__(self, node: Node, *, temporary: bool = False) -> None:
@@ -104,6 +106,9 @@ class Commands(BlobCommands, NoticeCommands):
             "feed": self.feed,
             "peers": self.peers,
             "status": self.status,
+            "passwd": self.passwd,
+            "backup": self.backup,
+            "settings": self.settings,
             "vouch": self.vouch,
             "references": self.references,
             "trust": self.trust,
@@ -1196,6 +1201,7 @@ class Commands(BlobCommands, NoticeCommands):
                     "name": name,
                     "addresses": known.get(peer_id, []),
                     "communities": sorted(n for n, peers in topics.values() if peer_id in peers),
+                    "relayed": connection_kinds(self.node.peer, peer_id) == {"relayed"},
                 }
             )
         return {"running": not self.temporary, "connected": connected, "known": len(known)}
@@ -1214,6 +1220,7 @@ class Commands(BlobCommands, NoticeCommands):
                     "last_sync": max((p.finished or 0 for p in syncs), default=0) or None,
                     "received_by_sync": self.node.received_by_sync[c.id],
                     "sent_by_sync": self.node.sent_by_sync[c.id],
+                    "catching_up": self.catch_up_view(c.id),
                 }
             )
         dropped = dict(self.node.dropped + self.node.peer.dropped)
@@ -1227,4 +1234,21 @@ class Commands(BlobCommands, NoticeCommands):
             "records": self.store.record_count(),
             "communities": communities,
             "dropped": dropped,
+            "relay": self.relay_view(),
+            "catching_up": _catching_up(communities),
         }
+
+
+def _catching_up(communities: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The catch-up in progress over all communities, for a progress bar: the names of
+    the communities still syncing, records received and wanted; None when none is."""
+    syncing = [c for c in communities if c["syncing"]]
+    if not syncing:
+        return None
+    running = [c["catching_up"] for c in syncing if c["catching_up"] is not None]
+    return {
+        "communities": [c["name"] for c in syncing],
+        "received": sum(r["received"] for r in running),
+        "wanted": sum(r["wanted"] for r in running),
+        "reconciling": not running or any(r["reconciling"] for r in running),
+    }

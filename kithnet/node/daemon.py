@@ -84,8 +84,9 @@ async def serve(
         contextlib.AsyncExitStack() as services,
     ):
         peer = node.peer
+        node.relay_client = relay_client
         if relay:
-            await services.enter_async_context(RelayService.running(peer))
+            node.relay_service = await services.enter_async_context(RelayService.running(peer))
             log.info("relaying for members behind NAT")
         for address in relay_via:
             try:

@@ -113,6 +113,7 @@ class SyncProgress:
     received: int = 0
     sent: int = 0
     error: str = ""
+    client: SyncClient | None = None  # while it runs: how far it is (`status`)
 
 
 class Node:
@@ -124,6 +125,8 @@ class Node:
         self.announce = announce  # tell peers our addresses (not for a short-lived node)
         self.following: set[bytes] = set()
         self.relayed_addresses: list[str] = []  # /p2p-circuit addresses, if behind a relay
+        self.relay_service: Any = None  # a RelayService while this node relays for others
+        self.relay_client: Any = None  # the RelayClient: its reservations on relays
         self._keys: dict[bytes, bytes] = {}  # private community -> the key in force
         self._rekey_locks: dict[bytes, trio.Lock] = {}
         self._key_checks: set[bytes] = set()  # private communities with a check queued
@@ -776,21 +779,30 @@ class Node:
     # Catch-up sync --------------------------------------------------------------------
 
     async def sync(
-        self, peer_id: str, community: bytes, timeout: float = SYNC_TIMEOUT
+        self,
+        peer_id: str,
+        community: bytes,
+        timeout: float = SYNC_TIMEOUT,
+        progress: SyncProgress | None = None,
     ) -> SyncClient:
         """Reconcile a community with a member and exchange what each lacks; raises
-        SyncError if the member breaks the protocol or it takes over `timeout` s."""
+        SyncError if the member breaks the protocol or it takes over `timeout` s.
+        `progress` is given the running client, so `status` can say how far it is."""
         # One catch-up of a community at a time: after a sync with one member, the next
         # finds only what that one lacked, instead of both sending everything.
         async with self._sync_locks.setdefault(community, trio.Lock()):
-            return await self._sync(peer_id, community, timeout)
+            return await self._sync(peer_id, community, timeout, progress)
 
-    async def _sync(self, peer_id: str, community: bytes, timeout: float) -> SyncClient:
+    async def _sync(
+        self, peer_id: str, community: bytes, timeout: float, progress: SyncProgress | None
+    ) -> SyncClient:
         stream = await self.peer.open_stream(peer_id, SYNC_PROTOCOL)
         wire = self.wire_id(community)
         if wire is None:
             raise SyncError("this private community's key is not here yet")
         client = SyncClient(self.store, community, wire)
+        if progress is not None:
+            progress.client = client
         reader = FrameReader()
         try:
             with trio.fail_after(timeout):
@@ -825,7 +837,7 @@ class Node:
         progress = SyncProgress(peer_id, community, now_ms())
         self.syncs[(peer_id, community)] = progress
         try:
-            client = await self.sync(peer_id, community, timeout)
+            client = await self.sync(peer_id, community, timeout, progress)
         except (SyncError, P2PError) as exc:
             progress.error = str(exc)
             log.info("sync of %s with %s failed: %s", community.hex()[:12], peer_id, exc)
@@ -842,6 +854,7 @@ class Node:
                 client.sent,
             )
         progress.finished = now_ms()
+        progress.client = None
         return progress
 
     async def sync_all(self) -> None:

@@ -129,6 +129,16 @@ class SyncClient:
         self.bytes_out = 0  # on the wire, counted by the transport
         self.bytes_in = 0
 
+    @property
+    def awaiting(self) -> int:
+        """Records the reconciliation showed we lack that have not come yet."""
+        return len(self._awaited)
+
+    @property
+    def reconciled(self) -> bool:
+        """Whether both sides know what the other lacks (so `awaiting` is complete)."""
+        return self._reconciled
+
     def start(self) -> list[Message]:
         return [["open", SYNC_VERSION, self.wire_id, self._negentropy.initiate()]]
 
