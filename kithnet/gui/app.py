@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from kithnet.crypto.kdf import KdfParams
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
+from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
 
 
@@ -432,6 +433,9 @@ class MainWindow(QMainWindow):
             "view": bar.addMenu("&View"),
         }
         self.add_action("community", "Does anybody know…?", "Ctrl+K", self.open_ask)
+        self.add_action("people", "&Messages", "Ctrl+M", lambda: self.open_messages())
+        self.add_action("people", "M&embers", "Ctrl+Shift+M", self.open_members)
+        self.add_action("people", "My &profile", "Ctrl+Shift+P", lambda: self.open_profile(""))
         self.add_action("kithnet", "&Quit", "Ctrl+Q", self.close).setMenuRole(
             QAction.MenuRole.QuitRole
         )
@@ -452,6 +456,28 @@ class MainWindow(QMainWindow):
         names = [row["name"] for row in self.communities.rows]
         dialog = AskDialog(self.bridge, names, self)
         dialog.joined.connect(lambda _name: self.communities.refresh())
+        dialog.show()
+        return dialog
+
+    def open_profile(self, member_hex: str) -> ProfileDialog:
+        """A member's profile ("" for this member's own: kithnet/gui/people.py)."""
+        dialog = ProfileDialog(self.bridge, member_hex, self, open_messages=self.open_messages)
+        dialog.profile_changed.connect(self._arrived)  # names in the feed may change
+        dialog.show()
+        return dialog
+
+    def open_messages(self, member_hex: str = "") -> MessagesWindow:
+        """The Messages window (one per main window), on `member_hex`'s conversation."""
+        window = self.findChild(MessagesWindow) or MessagesWindow(self.bridge, self)
+        if member_hex:
+            window.open_conversation(member_hex)
+        window.show()
+        window.raise_()
+        return window
+
+    def open_members(self) -> MembersDialog:
+        dialog = MembersDialog(self.bridge, [row["name"] for row in self.communities.rows], self)
+        dialog.profile_requested.connect(self.open_profile)
         dialog.show()
         return dialog
 

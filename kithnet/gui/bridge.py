@@ -10,7 +10,8 @@ GUI thread:
 - `unlocked(info)` or `unlock_failed(message)` after `unlock(passphrase)`, `create(name,
   passphrase)` (first run) or `restore(backup, passphrase)`;
 - `answered(request, result)` or `failed(request, message)` for each `call`;
-- `arrived()` when records came from the network (at most every ARRIVAL_GAP s);
+- `arrived()` when records or direct messages came from the network (at most every
+  ARRIVAL_GAP s);
 - `stopped(message)` when the node stops ("" if asked to).
 """
 
@@ -32,6 +33,7 @@ from kithnet.crypto.kdf import KdfParams
 from kithnet.node import session
 from kithnet.node.commands import Commands
 from kithnet.node.daemon import serve
+from kithnet.node.direct import DirectMessages
 from kithnet.node.node import Node
 
 if TYPE_CHECKING:
@@ -116,6 +118,7 @@ class Bridge(QObject):
             def ready(node: Node, commands: Commands) -> None:
                 self._commands = commands
                 node.peer.start_soon(lambda: self._watch_arrivals(node))
+                node.peer.start_soon(lambda: self._watch_arrivals(node.direct))  # messages
                 self._ready.set()
                 self.unlocked.emit(
                     {
@@ -129,9 +132,9 @@ class Bridge(QObject):
 
             await serve(store, self.listen, (), on_signals=False, ready=ready)
 
-    async def _watch_arrivals(self, node: Node) -> None:
+    async def _watch_arrivals(self, source: Node | DirectMessages) -> None:
         while True:
-            await node.wait_for_arrival()
+            await source.wait_for_arrival()
             self.arrived.emit()
             await trio.sleep(ARRIVAL_GAP)
 

@@ -325,6 +325,10 @@ class DirectMessages:
             while self.messages.message(record_id) is None and not self.messages.is_held(record_id):
                 await self._arrival.wait()
 
+    async def wait_for_arrival(self) -> None:
+        """Return when a message next arrives (for this member, or to hold for another)."""
+        await self._arrival.wait()
+
     def receive(self, envelope: bytes, sender: str) -> list[Any]:
         """Judge one dm handed over by `sender`; the verdict to answer with."""
         now = now_ms()
