@@ -4,15 +4,43 @@ one's own profile, and direct messages both ways."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from kithnet.gui.app import MainWindow
+from kithnet.gui.bridge import Bridge
 from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
+from kithnet.node import demo
 from kithnet.node.control import call
-from tests.gui_support import WAIT, DemoApp, ask
+from tests.gui_support import LISTEN, WAIT, DemoApp, ask
+
+Processes = dict[str, "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def demo_with_processes(
+    tmp_path: Path, qtbot: QtBot
+) -> Iterator[tuple[MainWindow, dict[str, tuple[Path, str]], Processes]]:
+    """The demo app (as the demo_app fixture) and each peer's `kithnet serve` process,
+    for a test that takes a peer offline."""
+    you, peers = demo.prepare(tmp_path)
+    with demo.running_peers(peers) as processes:
+        bridge = Bridge(you, LISTEN)
+        try:
+            with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+                bridge.unlock(demo.DEMO_PASSPHRASE)
+            window = MainWindow(bridge)
+            qtbot.addWidget(window)
+            qtbot.waitUntil(lambda: window.communities.rowCount() >= 1, timeout=WAIT)
+            yield window, peers, dict(zip(peers, processes, strict=True))
+        finally:
+            bridge.stop()
 
 
 def _click(qtbot: QtBot, button: Any) -> None:
@@ -210,6 +238,37 @@ def test_editing_your_profile_changes_the_name_the_app_shows(
 
     qtbot.waitUntil(bob_knows, timeout=30_000)
 
+    # Bob vouches for her from his node: it arrives on her profile, and she hides it.
+    assert mine.trust.text().startswith("This is you")
+    call(
+        peers["Bob"][0],
+        "vouch",
+        {
+            "member": mine.member,
+            "skill": "gardening",
+            "text": "Helps at the allotment every week",
+            "relationship": "knows_personally",
+        },
+        timeout=60,
+    )
+    qtbot.waitUntil(lambda: mine.references.rowCount() == 1, timeout=30_000)
+    assert mine.reference_lines() == [
+        "Bob (knows them personally), for gardening: “Helps at the allotment every week”\n"
+        "✓ signature checks · in Hackney Neighbours"
+    ]
+    assert not mine.hide_button.isEnabled()  # nothing chosen yet
+    mine.references_view.setCurrentIndex(mine.references.index(0))
+    assert mine.revoke_button.isHidden()  # Bob's to revoke, not hers
+    _click(qtbot, mine.hide_button)
+    qtbot.waitUntil(lambda: mine.reference_lines()[0].endswith(" · hidden by Yasmin"), timeout=WAIT)
+    assert mine.status.text() == "The reference is hidden from your profile"
+
+    def bob_sees_it_hidden() -> bool:
+        found = call(peers["Bob"][0], "references", {"member": mine.member})["references"]
+        return bool(found and found[0]["hidden"])
+
+    qtbot.waitUntil(bob_sees_it_hidden, timeout=30_000)
+
 
 def test_messages_go_both_ways_with_unread_counts(
     demo_app: DemoApp, qtbot: QtBot, qtmodeltester: Any
@@ -256,6 +315,7 @@ def test_messages_go_both_ways_with_unread_counts(
     qtbot.waitUntil(lambda: unread_from_bob() == 1, timeout=30_000)
     assert model.index(model.row_of(bob)).data() == "Bob  (1 unread)\nYes, come by at ten"
     assert model.unread == 1
+    assert messages.windowTitle() == "Messages (1 unread)"
     assert conversation.rowCount() == 1  # not read while the window is closed
     qtmodeltester.check(model)
 
@@ -275,3 +335,41 @@ def test_messages_go_both_ways_with_unread_counts(
     qtbot.waitUntil(lambda: unread_from_bob() == 0 and model.unread == 0, timeout=WAIT)
     qtmodeltester.check(conversation)
     qtmodeltester.check(model)
+
+
+def test_a_message_to_a_member_who_is_offline_says_it_is_held_for_delivery(
+    demo_with_processes: tuple[MainWindow, dict[str, tuple[Path, str]], Processes],
+    qtbot: QtBot,
+) -> None:
+    """Dan's node stops. You writes to him: the app says, in words, that the message
+    is held for delivery (by members You shares a community with, sealed for Dan)."""
+    window, _peers, processes = demo_with_processes
+    profile = _profile_from_members(window, qtbot, "Dan")
+
+    def connected() -> set[str]:
+        return {p["name"] for p in ask(window.bridge, qtbot, "peers")["connected"]}
+
+    qtbot.waitUntil(lambda: connected() == {"Bob", "Cat", "Dan"}, timeout=30_000)
+    processes["Dan"].terminate()
+    processes["Dan"].wait(timeout=15)
+    qtbot.waitUntil(lambda: "Dan" not in connected(), timeout=30_000)
+    messages = profile.open_conversation()
+    assert isinstance(messages, MessagesWindow)
+    messages.composer.setPlainText("Can you look at our fuse box next week?")
+    _click(qtbot, messages.send_button)
+    qtbot.waitUntil(lambda: messages.status.text().startswith("Dan is offline"), timeout=60_000)
+    assert messages.status.text() == (
+        "Dan is offline: held for delivery by 2 members you share a community with, "
+        "sealed so only Dan can read it, until Dan's node is online"
+    )
+    conversation = messages.conversation
+    assert conversation is not None
+    qtbot.waitUntil(lambda: conversation.rowCount() == 1, timeout=WAIT)
+    assert (
+        conversation.index(0)
+        .data()
+        .endswith(
+            " · held for Dan by 2 members you share a community with\n"
+            "Can you look at our fuse box next week?"
+        )
+    )

@@ -538,6 +538,10 @@ class ProfileDialog(_Asking, QDialog):
         self.references_view.setWordWrap(True)
         self.references_view.setAlternatingRowColors(True)
         self.references_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.references_view.setSpacing(3)
+        self.offers_heading = QLabel("Offers")
+        self.references_heading = QLabel("References about them")
+        self.trust_heading = QLabel("How your node ranks them")
         self.trust = QLabel("")
         self.trust.setWordWrap(True)
         self.trust.setAccessibleName("Why your node trusts them")
@@ -602,12 +606,12 @@ class ProfileDialog(_Asking, QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(head)
         layout.addLayout(actions)
-        layout.addWidget(QLabel("Offers"))
+        layout.addWidget(self.offers_heading)
         layout.addWidget(self.offers)
-        layout.addWidget(QLabel("References about them"))
+        layout.addWidget(self.references_heading)
         layout.addWidget(self.references_view, 1)
         layout.addLayout(reference_actions)
-        layout.addWidget(QLabel("How your node ranks them"))
+        layout.addWidget(self.trust_heading)
         layout.addWidget(self.trust)
         layout.addWidget(self.status)
         self.resize(620, 760)
@@ -661,12 +665,19 @@ class ProfileDialog(_Asking, QDialog):
             self.shared.setText(", ".join(profile["communities"]) or "—")
         else:
             self.shared.setText(", ".join(profile["communities"]) or "no community you are both in")
+        self.offers_heading.setText("Your offers" if mine else "Offers")
+        self.references_heading.setText("References about you" if mine else "References about them")
+        self.trust_heading.setText("How others rank you" if mine else "How your node ranks them")
         self.offers.clear()
         for offer in profile["offers"]:
             tags_text = " ".join(f"#{t}" for t in offer["tags"])
             self.offers.addItem(f"{offer['text']}  {tags_text}\nin {offer['community_name']}")
         if not profile["offers"]:
-            self.offers.addItem("No offers in communities you share")
+            self.offers.addItem(
+                "You have made no offers: post one with the kind “offer”"
+                if mine
+                else "No offers in communities you share"
+            )
         for button in (self.vouch_button, self.message_button, self.mute_button, self.block_button):
             button.setVisible(not mine)
             button.setEnabled(not mine)
@@ -686,6 +697,9 @@ class ProfileDialog(_Asking, QDialog):
     def _references(self, result: dict[str, Any]) -> None:
         self.references.answer("list", result)
         self._chosen()
+        if not result["references"]:
+            whom = "you" if self.profile and self.profile["me"] else "them"
+            self.references_heading.setText(f"References about {whom}: nobody has vouched yet")
         if self.profile is None or self.profile["me"]:
             self.trust.setText("This is you: others' nodes rank you by the references about you")
             return
@@ -884,6 +898,7 @@ class MessagesWindow(_Asking, QWidget):
         self.list_view.setAccessibleName("Conversations")
         self.list_view.setModel(self.conversations)
         self.list_view.setWordWrap(True)
+        self.list_view.setSpacing(3)
         self.conversation: ConversationModel | None = None
         self.title = QLabel("Choose a conversation, or open a member's profile and press Message")
         self.title.setWordWrap(True)
@@ -892,6 +907,7 @@ class MessagesWindow(_Asking, QWidget):
         self.messages_view.setAccessibleName("Messages")
         self.messages_view.setWordWrap(True)
         self.messages_view.setAlternatingRowColors(True)
+        self.messages_view.setSpacing(3)
         self.composer = QPlainTextEdit()
         self.composer.setAccessibleName("Write a message")
         self.composer.setPlaceholderText("Write a message: only they can read it")
@@ -921,6 +937,12 @@ class MessagesWindow(_Asking, QWidget):
         QShortcut(QKeySequence("Ctrl+Return"), self, self.send)
         self.list_view.selectionModel().currentChanged.connect(self._chosen)
         self.conversations.modelReset.connect(self._reselect)
+        for changed in (
+            self.conversations.modelReset,
+            self.conversations.dataChanged,
+            self.conversations.rowsInserted,
+        ):
+            changed.connect(self._count)
         bridge.arrived.connect(self.refresh)
         self._listen()
         self.conversations.refresh()
@@ -976,6 +998,10 @@ class MessagesWindow(_Asking, QWidget):
         row = index.data(ItemRole) if index.isValid() else None
         if isinstance(row, dict):
             self.open_conversation(row["member"])
+
+    def _count(self) -> None:
+        unread = self.conversations.unread
+        self.setWindowTitle(f"Messages ({unread} unread)" if unread else "Messages")
 
     def _reselect(self) -> None:
         if self.conversation is not None:
