@@ -151,6 +151,12 @@ def test_vouching_from_a_profile_reaches_the_member_and_a_bad_vouch_sends_nothin
     _click(qtbot, form.send)
     assert form.status.text().startswith("Write what they did for you or with you")
     assert form.status.text().endswith("Nothing was sent")
+    form.text.setPlainText("Great work! " * 400)
+    _click(qtbot, form.send)
+    assert form.status.text() == (
+        "A reference holds at most 4000 bytes of text (yours has 4799): shorten it. "
+        "Nothing was sent"
+    )
     assert form.isVisible()
     mine = ask(window.bridge, qtbot, "references", member=dan)["references"]
     assert not [r for r in mine if r["author_name"] == "You"]

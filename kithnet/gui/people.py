@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kithnet.core.fields import normalise_tag
+from kithnet.core.fields import Text, normalise_tag
+from kithnet.core.kinds import KINDS
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import PAGE, Index, ItemRole, _Answers
 
@@ -46,6 +47,18 @@ VOUCH_CHOICES = (
     ("worked_with", "I worked with them"),
     ("knows_personally", "I know them personally"),
 )
+
+
+def _text_limit(kind: str, field: str) -> int:
+    """The most bytes a record kind's text field holds (kithnet/core/kinds.py)."""
+    found = next(f.type for f in KINDS[kind].fields if f.name == field)
+    assert isinstance(found, Text)
+    return found.max_bytes
+
+
+MAX_REFERENCE_BYTES = _text_limit("reference", "text")
+MAX_BIO_BYTES = _text_limit("profile", "bio")
+MAX_NAME_BYTES = _text_limit("profile", "name")
 MAX_CONVERSATIONS = 1000  # what `inbox` lists at most
 CONVERSATION_LIMIT = 200  # the newest messages of a conversation shown
 
@@ -384,6 +397,12 @@ class VouchDialog(_Asking, QDialog):
             )
             self.text.setFocus()
             return
+        if len(text.encode()) > MAX_REFERENCE_BYTES:
+            self.status.setText(
+                f"A reference holds at most {MAX_REFERENCE_BYTES} bytes of text (yours has "
+                f"{len(text.encode())}): shorten it. Nothing was sent"
+            )
+            return
         self.send.setEnabled(False)
         self.status.setText("Signing and sending…")
         self.request(
@@ -457,13 +476,20 @@ class EditProfileDialog(_Asking, QDialog):
         if not name:
             self.status.setText("Type the name others will see: nothing was saved")
             return
+        bio = self.bio.toPlainText().strip()
+        if len(bio.encode()) > MAX_BIO_BYTES or len(name.encode()) > MAX_NAME_BYTES:
+            self.status.setText(
+                f"A name holds at most {MAX_NAME_BYTES} bytes and the words about you "
+                f"{MAX_BIO_BYTES}: shorten them. Nothing was saved"
+            )
+            return
         self.save.setEnabled(False)
         self.status.setText("Saving…")
         self.request(
             self._done,
             "profile.set",
             name=name,
-            bio=self.bio.toPlainText().strip(),
+            bio=bio,
             skills=tags(self.skills.text()),
             services=tags(self.services.text()),
         )
