@@ -18,9 +18,23 @@ from kithnet.gui.bridge import Bridge
 from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
 from kithnet.node.control import call
-from tests.gui_support import LISTEN, WAIT, DemoApp, ask
+from tests.gui_support import LISTEN, WAIT, DemoApp
 
 Processes = dict[str, "subprocess.Popen[bytes]"]
+
+
+def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
+    """A command's answer. Unlike tests.gui_support.ask, it listens before it asks: the
+    node's thread can answer before a wait set up after `call` would hear it (a signal
+    reaches only the slots connected when it is emitted)."""
+    request: list[int] = []
+    with qtbot.waitSignal(
+        bridge.answered,
+        timeout=30_000,
+        check_params_cb=lambda number, _: number in request,
+    ) as answered:
+        request.append(bridge.call(command, **args))
+    return answered.args[1]
 
 
 @pytest.fixture
@@ -299,7 +313,11 @@ def test_messages_go_both_ways_with_unread_counts(
     assert messages.composer.toPlainText() == ""
     conversation = messages.conversation
     assert conversation is not None
-    qtbot.waitUntil(lambda: conversation.rowCount() == 1, timeout=WAIT)
+
+    def delivered() -> bool:  # shown as waiting at first: it is kept before it goes out
+        return conversation.rowCount() == 1 and " · delivered" in conversation.index(0).data()
+
+    qtbot.waitUntil(delivered, timeout=WAIT)
     assert conversation.index(0).data().startswith("You · ")
     assert (
         conversation.index(0).data().endswith(" · delivered\nHi Bob, is the ladder free on Sunday?")
@@ -370,7 +388,12 @@ def test_a_message_to_a_member_who_is_offline_says_it_is_held_for_delivery(
     )
     conversation = messages.conversation
     assert conversation is not None
-    qtbot.waitUntil(lambda: conversation.rowCount() == 1, timeout=WAIT)
+    # Shown at once as waiting (it is kept before it goes out), then as held.
+
+    def held() -> bool:
+        return conversation.rowCount() == 1 and "· held for Dan" in conversation.index(0).data()
+
+    qtbot.waitUntil(held, timeout=WAIT)
     assert (
         conversation.index(0)
         .data()
