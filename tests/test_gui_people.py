@@ -209,7 +209,7 @@ def test_vouching_from_a_profile_reaches_the_member_and_a_bad_vouch_sends_nothin
 
 
 def test_muting_asks_first_and_then_hides_the_member(demo_app: DemoApp, qtbot: QtBot) -> None:
-    window, _peers = demo_app
+    window, peers = demo_app
     profile = _profile_from_members(window, qtbot, "Dan")
     box = profile.ask_to_silence(block=False)
     assert box is not None
@@ -225,6 +225,14 @@ def test_muting_asks_first_and_then_hides_the_member(demo_app: DemoApp, qtbot: Q
     qtbot.waitUntil(lambda: profile.mute_button.accessibleName() == "Unmute", timeout=WAIT)
     silenced = ask(window.bridge, qtbot, "mute")["silenced"]
     assert [(s["name"], s["level"]) for s in silenced] == [("Dan", "mute")]
+
+    # Closed, the profile is gone and asks nothing more when records arrive.
+    profile.close()
+    feed = window.feed
+    assert feed is not None
+    call(peers["Bob"][0], "post", {"community": "Hackney Neighbours", "text": "Skip day"})
+    qtbot.waitUntil(lambda: feed.index(0).data().endswith("Skip day"), timeout=30_000)
+    assert not window.findChildren(ProfileDialog)
 
 
 def test_editing_your_profile_changes_the_name_the_app_shows(

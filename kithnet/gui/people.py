@@ -183,6 +183,11 @@ class ConversationsModel(_Answers):
         self._loading = True
         self.ask("list", "inbox", limit=self._limit)
 
+    def _on_failure(self, request: int, message: str) -> None:
+        if request in self._pending:
+            self._loading = False  # scrolling may ask again
+        super()._on_failure(request, message)
+
     def row_of(self, member: str) -> int:
         return next((n for n, row in enumerate(self.rows) if row["member"] == member), -1)
 
@@ -651,7 +656,8 @@ class ProfileDialog(_Asking, QDialog):
         self.references_view.selectionModel().currentChanged.connect(self._chosen)
         self.references.modelReset.connect(self._chosen)
         self.references.dataChanged.connect(self._chosen)
-        bridge.arrived.connect(self.refresh)
+        bridge.arrived.connect(self._arrived)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # closed: nothing to refresh
         self._loading: int | None = None  # the profile's request, until it answers
         self._again = False
         self._listen()
@@ -668,6 +674,10 @@ class ProfileDialog(_Asking, QDialog):
             return
         self._again = False
         self._loading = self.request(self._profile, "profile", member=self.member or None)
+
+    def _arrived(self) -> None:
+        if self.isVisible():
+            self.refresh()
 
     def failed_request(self, request: int) -> None:
         if request == self._loading:
@@ -1089,6 +1099,7 @@ class MembersDialog(QDialog):
         super().__init__(parent)
         self.bridge = bridge
         self.setWindowTitle("Members")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.community = QComboBox()
         self.community.setAccessibleName("Community")
         self.community.addItems(list(communities))
