@@ -15,6 +15,7 @@ from pytestqt.qtbot import QtBot
 
 from kithnet.gui.app import MainWindow
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.models import ItemRole
 from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
 from kithnet.node.control import call
@@ -209,7 +210,16 @@ def test_vouching_from_a_profile_reaches_the_member_and_a_bad_vouch_sends_nothin
 
 
 def test_muting_asks_first_and_then_hides_the_member(demo_app: DemoApp, qtbot: QtBot) -> None:
+    """You mutes Dan from his profile, after saying yes: his posts leave the feed."""
     window, peers = demo_app
+
+    def authors() -> set[str]:
+        feed = window.feed
+        if feed is None:
+            return set()
+        return {feed.index(n).data(ItemRole)["author_name"] for n in range(feed.rowCount())}
+
+    qtbot.waitUntil(lambda: "Dan" in authors(), timeout=WAIT)
     profile = _profile_from_members(window, qtbot, "Dan")
     box = profile.ask_to_silence(block=False)
     assert box is not None
@@ -225,6 +235,7 @@ def test_muting_asks_first_and_then_hides_the_member(demo_app: DemoApp, qtbot: Q
     qtbot.waitUntil(lambda: profile.mute_button.accessibleName() == "Unmute", timeout=WAIT)
     silenced = ask(window.bridge, qtbot, "mute")["silenced"]
     assert [(s["name"], s["level"]) for s in silenced] == [("Dan", "mute")]
+    qtbot.waitUntil(lambda: "Dan" not in authors() and "Bob" in authors(), timeout=WAIT)
 
     # Closed, the profile is gone and asks nothing more when records arrive.
     profile.close()

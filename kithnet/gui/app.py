@@ -463,6 +463,7 @@ class MainWindow(QMainWindow):
         """A member's profile ("" for this member's own: kithnet/gui/people.py)."""
         dialog = ProfileDialog(self.bridge, member_hex, self, open_messages=self.open_messages)
         dialog.profile_changed.connect(self._arrived)  # names in the feed may change
+        dialog.silenced.connect(self._chosen)  # the feed again, without (or with) their posts
         dialog.show()
         return dialog
 

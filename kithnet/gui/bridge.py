@@ -133,10 +133,12 @@ class Bridge(QObject):
             await serve(store, self.listen, (), on_signals=False, ready=ready)
 
     async def _watch_arrivals(self, source: Node | DirectMessages) -> None:
+        # The pause comes before the signal: what arrives during it sets an event
+        # nobody waits on, and a signal sent before the pause would never tell of it.
         while True:
             await source.wait_for_arrival()
-            self.arrived.emit()
             await trio.sleep(ARRIVAL_GAP)
+            self.arrived.emit()
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the node and wait for its thread (everything stored is durable)."""

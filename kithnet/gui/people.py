@@ -517,6 +517,7 @@ class ProfileDialog(_Asking, QDialog):
     vouch, message, mute or block; one's own offers to edit it and to hide references."""
 
     profile_changed = Signal()  # this member edited their own profile
+    silenced = Signal()  # this member muted, blocked, unmuted or unblocked them
 
     def __init__(
         self,
@@ -887,6 +888,7 @@ class ProfileDialog(_Asking, QDialog):
         name = self.profile["name"] if self.profile else "them"
         words = {"mute": f"You muted {name}", "block": f"You blocked {name}"}
         self.status.setText(words.get(level, f"{name} is no longer muted or blocked"))
+        self.silenced.emit()
         self.refresh()
 
     def hide_reference(self) -> None:
