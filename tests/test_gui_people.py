@@ -378,6 +378,12 @@ def test_messages_go_both_ways_with_unread_counts(
     qtbot.waitUntil(lambda: unread_from_bob() == 0 and model.unread == 0, timeout=WAIT)
     qtmodeltester.check(conversation)
     qtmodeltester.check(model)
+    # From the conversation, Bob's profile is one click away.
+    profile.close()
+    qtbot.waitUntil(lambda: not window.findChildren(ProfileDialog), timeout=WAIT)
+    _click(qtbot, messages.profile_button)
+    [bobs] = window.findChildren(ProfileDialog)
+    qtbot.waitUntil(lambda: bobs.name.text() == "Bob", timeout=WAIT)
 
 
 def test_a_message_to_a_member_who_is_offline_says_it_is_held_for_delivery(

@@ -469,7 +469,9 @@ class MainWindow(QMainWindow):
 
     def open_messages(self, member_hex: str = "") -> MessagesWindow:
         """The Messages window (one per main window), on `member_hex`'s conversation."""
-        window = self.findChild(MessagesWindow) or MessagesWindow(self.bridge, self)
+        window = self.findChild(MessagesWindow) or MessagesWindow(
+            self.bridge, self, open_profile=self.open_profile
+        )
         if member_hex:
             window.open_conversation(member_hex)
         window.show()

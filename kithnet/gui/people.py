@@ -926,9 +926,15 @@ class MessagesWindow(_Asking, QWidget):
     """Direct messages: conversations on the left (unread ones in bold, with their
     counts), the chosen one on the right with a composer. What arrives shows at once."""
 
-    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        parent: QWidget | None = None,
+        open_profile: Callable[[str], QWidget] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowFlag(Qt.WindowType.Window)
+        self._open_profile = open_profile
         self.bridge = bridge
         self.setWindowTitle("Messages")
         self.conversations = ConversationsModel(bridge, self)
@@ -959,7 +965,16 @@ class MessagesWindow(_Asking, QWidget):
         row.addWidget(self.send_button)
         right = QWidget()
         column = QVBoxLayout(right)
-        column.addWidget(self.title)
+        self.profile_button = _button(
+            "&Profile", "Their profile", "Open their profile: references, vouching (Alt+P)"
+        )
+        self.profile_button.setEnabled(False)
+        self.profile_button.setVisible(open_profile is not None)
+        self.profile_button.clicked.connect(self.show_profile)
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(self.profile_button)
+        column.addLayout(header)
         column.addWidget(self.messages_view, 1)
         column.addLayout(row)
         column.addWidget(self.status)
@@ -1016,12 +1031,19 @@ class MessagesWindow(_Asking, QWidget):
         self.title.setText("…")
         self.status.setText("")
         self._set_composer(True)
+        self.profile_button.setEnabled(True)
         self.composer.setFocus()
         number = self.conversations.row_of(member)
         if number >= 0 and self.list_view.currentIndex().row() != number:
             self.list_view.setCurrentIndex(self.conversations.index(number))
         self.conversation.refresh()
         return self.conversation
+
+    def show_profile(self) -> QWidget | None:
+        """The profile of the member of the open conversation."""
+        if self.conversation is None or self._open_profile is None:
+            return None
+        return self._open_profile(self.conversation.member)
 
     def _read(self) -> None:
         """The conversation is shown (and so read): its title, then the counts."""
