@@ -41,6 +41,7 @@ from kithnet.crypto.kdf import KdfParams
 from kithnet.gui import community, notify
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
+from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
 
 
@@ -448,6 +449,9 @@ class MainWindow(QMainWindow):
             QAction.MenuRole.PreferencesRole
         )
         self.add_action("view", "&Network", "Ctrl+Shift+N", self.open_network)
+        self.add_action("people", "&Messages", "Ctrl+M", lambda: self.open_messages())
+        self.add_action("people", "M&embers", "Ctrl+Shift+M", self.open_members)
+        self.add_action("people", "My &profile", "Ctrl+Shift+P", lambda: self.open_profile(""))
         self.add_action("kithnet", "&Quit", "Ctrl+Q", self.close).setMenuRole(
             QAction.MenuRole.QuitRole
         )
@@ -510,6 +514,31 @@ class MainWindow(QMainWindow):
 
         dialog = self.findChild(SettingsDialog) or SettingsDialog(self.bridge, self)
         dialog.refresh()
+        dialog.show()
+        return dialog
+
+    def open_profile(self, member_hex: str) -> ProfileDialog:
+        """A member's profile ("" for this member's own: kithnet/gui/people.py)."""
+        dialog = ProfileDialog(self.bridge, member_hex, self, open_messages=self.open_messages)
+        dialog.profile_changed.connect(self._arrived)  # names in the feed may change
+        dialog.silenced.connect(self._chosen)  # the feed again, without (or with) their posts
+        dialog.show()
+        return dialog
+
+    def open_messages(self, member_hex: str = "") -> MessagesWindow:
+        """The Messages window (one per main window), on `member_hex`'s conversation."""
+        window = self.findChild(MessagesWindow) or MessagesWindow(
+            self.bridge, self, open_profile=self.open_profile
+        )
+        if member_hex:
+            window.open_conversation(member_hex)
+        window.show()
+        window.raise_()
+        return window
+
+    def open_members(self) -> MembersDialog:
+        dialog = MembersDialog(self.bridge, [row["name"] for row in self.communities.rows], self)
+        dialog.profile_requested.connect(self.open_profile)
         dialog.show()
         return dialog
 

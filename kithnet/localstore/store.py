@@ -732,6 +732,12 @@ class Store(DirectoryStore, BlobStore):
     ) -> list[views.Post]:
         return views.search_posts(self.db, text, community=community, limit=limit)
 
+    def offers_by(
+        self, member: bytes, communities: list[bytes], *, limit: int = 20
+    ) -> list[views.Post]:
+        """A member's visible offers in the given communities, newest first."""
+        return views.offers_by(self.db, member, communities, limit=limit)
+
     def search_profiles(self, text: str, *, limit: int = 20) -> list[views.Profile]:
         return views.search_profiles(self.db, text, limit=limit)
 

@@ -318,6 +318,22 @@ def profile(db: Any, member: bytes) -> Profile:
     return Profile(member, row[0], row[1], _split(row[2]), _split(row[3]), references, True)
 
 
+def offers_by(db: Any, member: bytes, communities: list[bytes], *, limit: int) -> list[Post]:
+    """A member's visible offers in `communities` (those shared with the viewer), newest
+    first."""
+    if not communities:
+        return []
+    marks = ", ".join("?" for _ in communities)
+    rows = db.execute(
+        f"SELECT {_POST_COLUMNS} FROM posts AS p INDEXED BY posts_offers"  # noqa: S608
+        " LEFT JOIN profiles AS pr ON pr.member = p.author"
+        " WHERE p.author = ? AND p.type = 'offer' AND p.deleted = 0 AND p.removed = 0"
+        f" AND p.community IN ({marks}) ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
+        (member, *communities, limit),
+    ).fetchall()
+    return [_post(db, row) for row in rows]
+
+
 def search_profiles(db: Any, text: str, *, limit: int) -> list[Profile]:
     query = _fts_terms(text)
     if query is None:

@@ -17,6 +17,7 @@ from kithnet.core.envelope import Record
 from kithnet.core.fields import normalise_tag
 from kithnet.crypto import secretbox
 from kithnet.crypto.community import key_id
+from kithnet.crypto.identity import fingerprint
 from kithnet.crypto.identity import peer_id as peer_id_of
 from kithnet.crypto.invite import MAX_ADDRESSES, InviteCode, InviteCodeError
 from kithnet.crypto.invite import decode as decode_invite
@@ -116,6 +117,7 @@ class Commands(BlobCommands, NoticeCommands, SettingsCommands):
             "refer": self.refer,
             "referrals": self.referrals,
             "profile.set": self.profile_set,
+            "profile": self.profile,
             "community.roles": self.community_roles,
             "community.ban": self.community_ban,
             "community.leave": self.community_leave,
@@ -837,6 +839,35 @@ class Commands(BlobCommands, NoticeCommands, SettingsCommands):
             "skills": fields.get("skills", []),
             "services": fields.get("services", []),
             "members_online": len(reached),
+        }
+
+    async def profile(self, member: str | None = None, offers: int = 10) -> dict[str, Any]:
+        """What a member (this member, if none is named) shows others: name, bio, skills,
+        services and fingerprint, the communities this member shares with them, and
+        their newest offers there."""
+        if not 0 <= offers <= 100:
+            raise CommandError("--offers must be between 0 and 100")
+        me = self.store.identity.public_key
+        subject = me if member is None else self.member(member)
+        found = self.store.profile(subject)
+        shared = [c for c in self.store.communities() if self.store.is_member(c.id, subject)]
+        names = {c.id: c.name for c in shared}
+        return {
+            "member": subject.hex(),
+            "me": subject == me,
+            "you": me.hex(),  # the viewer: their references on this profile can be revoked
+            "known": found.known,
+            "name": found.name,
+            "bio": found.bio,
+            "skills": list(found.skills),
+            "services": list(found.services),
+            "fingerprint": fingerprint(subject),
+            "mark": self.store.marks().get(subject, ""),
+            "communities": [c.name for c in shared],
+            "offers": [
+                {**_post_view(p), "community_name": names.get(p.community, "")}
+                for p in self.store.offers_by(subject, [c.id for c in shared], limit=offers)
+            ],
         }
 
     # References and trust ---------------------------------------------------------------
