@@ -24,11 +24,13 @@ DemoApp = tuple[MainWindow, dict[str, tuple[Path, str]]]
 def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
     """A command's answer, waiting for that answer and not another (the app asks for
     feeds and lists by itself as records arrive)."""
-    request = bridge.call(command, **args)
+    request = -1
+    # Listen before asking: Qt delivers a queued signal only to the connections made
+    # before it was emitted, and the node may answer before this thread listens.
     with qtbot.waitSignal(
         bridge.answered, timeout=30_000, check_params_cb=lambda number, _: number == request
     ) as answered:
-        pass
+        request = bridge.call(command, **args)
     return answered.args[1]
 
 
