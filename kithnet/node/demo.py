@@ -1,10 +1,10 @@
 """The demo `make run` opens: a fresh member ("You") in a living neighbourhood of three
 local peers, each a real `kithnet serve` on 127.0.0.1 with its own data directory in a
-temporary folder. Everything in it is real signed records: two communities, a few dozen
-posts, questions and offers with replies, reactions, an edit and a picture (which only
-its author holds at first, so You's node fetches it), references between the peers, and
-You already joined to Hackney Neighbours, with its newest posts unread, whose peers your
-node dials as it starts."""
+temporary folder. Everything in it is real signed records: two communities (both listed
+in the public directory), a few dozen posts, questions and offers with replies,
+reactions, an edit and a picture (which only its author holds at first, so You's node
+fetches it), references between the peers, and You already joined to Hackney Neighbours,
+with its newest posts unread, whose peers your node dials as it starts."""
 
 from __future__ import annotations
 
@@ -245,6 +245,15 @@ def _publish_posts(
     return records
 
 
+def _invite(community: bytes, code: InviteCode, expires_at: int) -> dict[str, Any]:
+    return {
+        "kind": "invite",
+        "community": community,
+        "invite_key": code.invite_key,
+        "expires_at": expires_at,
+    }
+
+
 def prepare(folder: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
     """Make the demo's stores in `folder`: You's data directory, and each peer's
     (data directory, listen address)."""
@@ -252,6 +261,10 @@ def prepare(folder: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
         name: Store.create(folder / name.lower(), DEMO_PASSPHRASE, name=name, kdf=DEMO_KDF)
         for name in ("You", *(p[0] for p in PEERS))
     }
+    peers = {
+        name: (folder / name.lower(), f"/ip4/127.0.0.1/tcp/{free_port()}") for name, *_ in PEERS
+    }
+    reach = {name: f"{address}/p2p/{stores[name].peer_id}" for name, (_, address) in peers.items()}
     try:
         records = []
         for name, bio, skills in PEERS:
@@ -282,22 +295,14 @@ def prepare(folder: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
         records += [hackney, installers]
         later = now_ms() + 10**10
         joins = (
-            (hackney, bob, ("Cat", "Dan", "You")),
-            (installers, stores["Cat"], ("Bob", "Dan")),
+            ("Bob", hackney, ("Cat", "Dan", "You")),
+            ("Cat", installers, ("Bob", "Dan")),
         )
-        for community, owner, joiners in joins:
+        for owner_name, community, joiners in joins:
+            owner = stores[owner_name]
             name = community.fields["name"]
             code = InviteCode.create(owner.identity, community.id, name, [], later)
-            records.append(
-                owner.publish(
-                    {
-                        "kind": "invite",
-                        "community": community.id,
-                        "invite_key": code.invite_key,
-                        "expires_at": later,
-                    }
-                )
-            )
+            records.append(owner.publish(_invite(community.id, code, later)))
             for joiner in joiners:
                 key = stores[joiner].identity.public_key
                 records.append(
@@ -310,6 +315,25 @@ def prepare(folder: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
                         }
                     )
                 )
+            # Listed in the public directory, with an invite that reaches the owner's node.
+            public = InviteCode.create(
+                owner.identity, community.id, name, [reach[owner_name]], later
+            )
+            records.append(owner.publish(_invite(community.id, public, later)))
+            records.append(
+                owner.publish(
+                    {
+                        "kind": "announcement",
+                        "community": community.id,
+                        "name": name,
+                        "visibility": "public",
+                        "description": community.fields["description"],
+                        "tags": community.fields["tags"],
+                        "invite": public.encode(),
+                        "members": 1 + len(joiners),
+                    }
+                )
+            )
         # Three days of posts, an hour and a half apart; a reply comes 40 minutes later.
         unread = []
         for community, posts in ((hackney, POSTS[HACKNEY]), (installers, POSTS[INSTALLERS])):
@@ -340,13 +364,8 @@ def prepare(folder: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
             store.ingest([e for e in envelopes if member != "You" or e not in newest])
             store.mark_all_read()
         stores["You"].ingest(unread[-UNREAD:])
-        peers = {}
-        for name in (p[0] for p in PEERS):
-            address = f"/ip4/127.0.0.1/tcp/{free_port()}"
-            peers[name] = (folder / name.lower(), address)
-            stores["You"].remember_peer(
-                stores[name].peer_id, [f"{address}/p2p/{stores[name].peer_id}"], "invite"
-            )
+        for name in peers:
+            stores["You"].remember_peer(stores[name].peer_id, [reach[name]], "invite")
         return folder / "you", peers
     finally:
         for store in stores.values():
