@@ -30,15 +30,18 @@ from PySide6.QtCore import QObject, Signal
 from kithnet.crypto.identity import fingerprint
 from kithnet.crypto.kdf import KdfParams
 from kithnet.node import session
-from kithnet.node.commands import Commands
-from kithnet.node.daemon import serve
-from kithnet.node.node import Node
 
 if TYPE_CHECKING:
+    from kithnet.node.commands import Commands
+    from kithnet.node.node import Node
     from kithnet.node.session import Store
 
 ARRIVAL_GAP = 0.25  # seconds: at most this often the app hears that records arrived
 log = logging.getLogger(__name__)
+
+
+def _load_node() -> None:
+    import kithnet.node.daemon  # noqa: F401 (imported for its load time, used in _serve)
 
 
 class Bridge(QObject):
@@ -92,11 +95,17 @@ class Bridge(QObject):
         self._thread.start()
 
     def _run(self, open_store: Callable[[], Store]) -> None:
+        # The node's code (libp2p: about 2 s to import) loads while the passphrase's key
+        # is derived (libsodium lets go of the GIL), not before the first window shows.
+        loading = threading.Thread(target=_load_node, name="kithnet-load", daemon=True)
+        loading.start()
         try:
             store = open_store()
         except session.UnlockError as exc:
             self.unlock_failed.emit(str(exc))
             return
+        finally:
+            loading.join()
         message = ""
         try:
             with store:
@@ -126,6 +135,8 @@ class Bridge(QObject):
                         "addresses": node.peer.addresses(),
                     }
                 )
+
+            from kithnet.node.daemon import serve  # loaded by _load_node meanwhile
 
             await serve(store, self.listen, (), on_signals=False, ready=ready)
 
