@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ class Demo:
     app: QApplication
     window: MainWindow
     peers: dict[str, tuple[Path, str]]
+    folder: Path  # for what a screen makes (thrown away at the end)
+    at_exit: list[Callable[[], object]] = field(default_factory=list)  # e.g. a bridge's stop
 
     @property
     def bridge(self) -> Bridge:
@@ -129,6 +131,21 @@ def first_run_screen(demo_: Demo) -> QWidget:
     return dialog
 
 
+def fingerprint_screen(demo_: Demo) -> QWidget:
+    """First run, once the identity is made: its fingerprint to compare by voice."""
+    bridge = Bridge(demo_.folder / "ann", LISTEN)
+    demo_.at_exit.append(bridge.stop)
+    dialog = FirstRunDialog(bridge)
+    dialog.kdf = demo.DEMO_KDF  # a real identity, made at once
+    dialog.name.setText("Ann")
+    dialog.passphrase.setText("correct horse battery staple")
+    dialog.confirm.setText("correct horse battery staple")
+    dialog.create_button.click()
+    wait_until(lambda: dialog.continue_button.isVisibleTo(dialog), "making Ann's identity")
+    dialog.resize(520, dialog.heightForWidth(520))
+    return dialog
+
+
 def main_screen(demo_: Demo) -> QWidget:
     """The feed of Hackney Neighbours, all peers connected, Cat's picture fetched."""
     window = demo_.window
@@ -179,6 +196,7 @@ def main_dark_screen(demo_: Demo) -> QWidget:
 SCREENS: dict[str, Callable[[Demo], QWidget]] = {
     "unlock": unlock_screen,
     "first-run": first_run_screen,
+    "first-run-fingerprint": fingerprint_screen,
     "main": main_screen,
     "ask": ask_screen,
     "main-dark": main_dark_screen,
@@ -225,7 +243,12 @@ def running_demo(app: QApplication) -> Iterator[Demo]:
                 window.setWindowTitle("Kithnet (demo: nothing here is kept)")
                 window.move(40, 40)
                 window.show()
-                yield Demo(app, window, peers)
+                running = Demo(app, window, peers, Path(folder))
+                try:
+                    yield running
+                finally:
+                    for step in running.at_exit:
+                        step()
             finally:
                 bridge.stop()
 

@@ -175,6 +175,7 @@ def test_first_run_makes_an_identity_and_shows_its_fingerprint(
         fingerprint = made.args[0]["fingerprint"]
         qtbot.waitUntil(lambda: fingerprint in dialog.message.text(), timeout=WAIT)
         assert not dialog.continue_button.isHidden()
+        assert dialog.tabs.isHidden()  # the emptied form is not left under the fingerprint
         assert bridge.has_store()
     finally:
         bridge.stop()
