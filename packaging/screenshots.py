@@ -262,6 +262,7 @@ def main(names: list[str]) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     OUT.mkdir(parents=True, exist_ok=True)
+    print(f"Qt platform: {app.platformName()} (real windows need xcb, under xvfb-run)")
     with running_demo(app) as running:
         for name in names or list(SCREENS):
             try:
