@@ -10,7 +10,9 @@ as the median of the runs:
 - interpreter start (process spawned until the script runs),
 - imports (PySide6, the app and its node) and the unlock dialog shown,
 - the KDF (Argon2id, timed where the store calls it),
-- the rest of unlocking: opening the store and starting the node,
+- the rest of unlocking: opening the store, the end of loading the node's code (it
+  loads while the KDF runs; what is left when the KDF ends counts here), starting
+  the node,
 - unlocked until the main window is shown with its first feed page painted,
 - the total, and the total without the KDF.
 
