@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: run test test-slow lint typecheck contracts unit bench bench-store vectors clean
+.PHONY: run test test-slow lint typecheck contracts unit bench bench-store screenshots vectors clean
 
 $(VENV)/bin/python:
 	@PYTHON=$(PYTHON) bash packaging/system-deps.sh
@@ -63,6 +63,13 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_ask.py
 	$(BIN)/python bench/bench_blobs.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/bench_gui_stall.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/bench_gui_start.py
+
+# PNGs of the app's main screens in docs/screenshots/, taken of real windows on the demo
+# under Xvfb (packaging/screenshots.py lists the screens).
+screenshots: $(RUNTIME_STAMP)
+	@PYTHON=$(PYTHON) bash packaging/system-deps.sh --screen
+	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1280x800x24" $(BIN)/python packaging/screenshots.py
 
 bench-store: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_store_queries.py

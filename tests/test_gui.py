@@ -17,6 +17,7 @@ from kithnet.gui.app import FirstRunDialog, MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import FeedModel, ItemRole
 from kithnet.localstore.store import Store
+from kithnet.node import demo
 from kithnet.node.control import call
 from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 from tests.members import PASSPHRASE, Member
@@ -174,6 +175,7 @@ def test_first_run_makes_an_identity_and_shows_its_fingerprint(
         fingerprint = made.args[0]["fingerprint"]
         qtbot.waitUntil(lambda: fingerprint in dialog.message.text(), timeout=WAIT)
         assert not dialog.continue_button.isHidden()
+        assert dialog.tabs.isHidden()  # the emptied form is not left under the fingerprint
         assert bridge.has_store()
     finally:
         bridge.stop()
@@ -184,16 +186,40 @@ def test_first_run_makes_an_identity_and_shows_its_fingerprint(
 def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
     demo_app: DemoApp, qtbot: QtBot
 ) -> None:
-    """What `make run` opens: You, already in Hackney Neighbours, whose feed shows the
-    peers' posts, and whose node connects to the three peers' running nodes."""
+    """What `make run` opens: You, already in Hackney Neighbours with its newest posts
+    unread, whose feed shows the peers' posts (replies in their threads, reactions, an
+    edit), and whose node connects to the three peers' running nodes and fetches the
+    picture Cat posted, which only Cat's node held."""
     window, _peers = demo_app
     bridge = window.bridge
-    assert window.communities.index(0).data(ItemRole)["name"] == "Hackney Neighbours"
-    qtbot.waitUntil(lambda: window.feed is not None and window.feed.rowCount() == 15, timeout=WAIT)
+    hackney = window.communities.index(0)
+    assert hackney.data(ItemRole)["name"] == demo.HACKNEY
+    assert hackney.data() == f"{demo.HACKNEY}  ({demo.UNREAD})"
+    top_level = [p for p in demo.POSTS[demo.HACKNEY] if not p.reply_to]
+    assert len(top_level) >= 20  # a living neighbourhood, not a handful
+
+    def all_shown() -> bool:
+        return window.feed is not None and window.feed.rowCount() == len(top_level)
+
+    qtbot.waitUntil(all_shown, timeout=WAIT)
     feed = window.feed
     assert feed is not None
-    authors = {feed.index(i).data(ItemRole)["author_name"] for i in range(15)}
-    assert authors == {"Bob", "Cat", "Dan"}
+    rows = {feed.index(i).data(ItemRole)["text"]: feed.index(i) for i in range(feed.rowCount())}
+    assert {index.data(ItemRole)["author_name"] for index in rows.values()} == {"Bob", "Cat", "Dan"}
+    # Newest first; replies are not in the feed but counted on their post.
+    assert feed.index(0).data(ItemRole)["text"] == top_level[-1].text
+    slugs = rows["Any tips for keeping slugs off the lettuces?"].data(ItemRole)
+    assert slugs["replies"] == 1
+    assert "Copper tape round the pots, and a saucer of beer" not in rows
+    welcome = rows["Welcome to our newest neighbour: say hello!"].data(ItemRole)
+    assert welcome["reactions"] == {"👋": 2}
+    [edited] = [p for p in demo.POSTS[demo.HACKNEY] if p.edited]
+    assert edited.text not in rows
+    assert rows[edited.edited].data().endswith("(edited)")
+    thread = ask(bridge, qtbot, "thread", post=rows[
+        "Lost cat: grey tabby, answers to Pepper, last seen on Wilton Way"
+    ].data(ItemRole)["id"])["posts"]  # fmt: skip
+    assert [(p["author_name"], p["depth"]) for p in thread] == [("Bob", 0), ("Cat", 1), ("Bob", 2)]
 
     def connected() -> int:
         return len(ask(bridge, qtbot, "peers")["connected"])
@@ -201,6 +227,17 @@ def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
     qtbot.waitUntil(lambda: connected() == 3, timeout=30_000)
     # Trust works on the demo's references: Cat ranks first for insulation.
     assert ask(bridge, qtbot, "trust", member="Cat", skill="insulation")["rank"] == 1
+
+    [picture] = [p for p in demo.POSTS[demo.HACKNEY] if p.picture]
+    post = rows[picture.text].data(ItemRole)
+    assert [(a["name"], a["mime"]) for a in post["attachments"]] == [("seedlings.png", "image/png")]
+
+    def fetched() -> bool:
+        page = ask(bridge, qtbot, "feed.page", community=demo.HACKNEY, limit=50)
+        [shown] = [p for p in page["posts"] if p["id"] == post["id"]]
+        return bool(shown["attachments"][0]["state"] == "here")
+
+    qtbot.waitUntil(fetched, timeout=30_000)
 
 
 def test_asking_shows_ranked_providers_then_a_referral_to_join_in_one_click(

@@ -361,8 +361,10 @@ class FirstRunDialog(QDialog):
         self.passphrase.clear()
         self.confirm.clear()
         self.backup_passphrase.clear()
+        self.tabs.hide()  # done: the emptied form would say "Too short" under the fingerprint
         self.message.setText(
-            f"Your fingerprint is {info['fingerprint']}. Members can compare it with you "
+            f"Welcome, {info['name']}. Your fingerprint is {info['fingerprint']}. "
+            "Members can compare it with you "
             "(by voice, say) to be sure a message or a reference is yours."
         )
         self.continue_button.show()

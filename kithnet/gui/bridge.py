@@ -31,17 +31,19 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from kithnet.crypto.identity import fingerprint
 from kithnet.crypto.kdf import KdfParams
 from kithnet.node import session
-from kithnet.node.commands import Commands
-from kithnet.node.daemon import serve
-from kithnet.node.direct import DirectMessages
-from kithnet.node.node import Node
-from kithnet.node.settings_commands import RELAY_SETTING
 
 if TYPE_CHECKING:
+    from kithnet.node.commands import Commands
+    from kithnet.node.direct import DirectMessages
+    from kithnet.node.node import Node
     from kithnet.node.session import Store
 
 ARRIVAL_GAP = 0.25  # seconds: at most this often the app hears that records arrived
 log = logging.getLogger(__name__)
+
+
+def _load_node() -> None:
+    import kithnet.node.daemon  # noqa: F401 (imported for its load time, used in _serve)
 
 
 class Bridge(QObject):
@@ -95,11 +97,17 @@ class Bridge(QObject):
         self._thread.start()
 
     def _run(self, open_store: Callable[[], Store]) -> None:
+        # The node's code (libp2p: about 2 s to import) loads while the passphrase's key
+        # is derived (libsodium lets go of the GIL), not before the first window shows.
+        loading = threading.Thread(target=_load_node, name="kithnet-load", daemon=True)
+        loading.start()
         try:
             store = open_store()
         except session.UnlockError as exc:
             self.unlock_failed.emit(str(exc))
             return
+        finally:
+            loading.join()
         message = ""
         try:
             with store:
@@ -129,6 +137,9 @@ class Bridge(QObject):
                         "addresses": node.peer.addresses(),
                     }
                 )
+
+            from kithnet.node.daemon import serve  # loaded by _load_node meanwhile
+            from kithnet.node.settings_commands import RELAY_SETTING
 
             # The member's choice in Settings: relay for members behind NAT.
             relay = bool(store.setting(RELAY_SETTING))

@@ -540,6 +540,8 @@ class Node:
         """A new connection: catch up what we share, then learn and share addresses."""
         self.store.peer_connected(peer_id)
         shared = await self._shared_communities(peer_id)
+        if shared:  # its subscriptions are here: the blob fetcher can ask it now
+            self.blobs.kick()
         for community in shared:
             await self.sync_logged(peer_id, community)
         # After the catch-up, so that a newcomer knows who the members are.

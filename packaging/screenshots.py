@@ -1,0 +1,284 @@
+"""`make screenshots`: the demo `make run` opens, in real windows (under Xvfb, see the
+Makefile), and a PNG of each of the app's main screens in docs/screenshots/.
+
+Each screen is one entry of SCREENS: the PNG's name and a function that opens the
+screen on the running demo, waits (in Qt's event loop, bounded) until its content is
+shown, and returns the window to grab. To add a screen, write such a function and add
+it to SCREENS; `python packaging/screenshots.py NAME...` makes only the ones named."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# This tree's kithnet, here and in the peers' processes (a worktree beside the install).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (sys.path[0], os.getenv("PYTHONPATH"))))
+
+from PySide6.QtCore import QEventLoop, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QDialog, QWidget
+
+from kithnet.gui.app import FirstRunDialog, MainWindow, UnlockDialog, _quiet_libraries
+from kithnet.gui.bridge import Bridge
+from kithnet.gui.palette import use_scheme
+from kithnet.node import control, demo
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+WAIT = 60.0  # seconds: the longest any screen may take to show its content
+LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+# What a member's dialogs would name as their data folder (these bridges never start).
+MEMBER_DATA = Path("/home/ann/.local/share/kithnet")
+QUESTION = "Does anybody know someone who can insulate my loft?"
+
+
+class Timeout(Exception):
+    """A screen's content did not show in time; the message says which."""
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
+    """Run Qt's event loop until `condition()` holds, checking every 50 ms; raise
+    Timeout after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(
+        lambda: loop.quit() if condition() or time.monotonic() > deadline else None
+    )
+    if not condition():
+        timer.start()
+        loop.exec()
+        timer.stop()
+    if not condition():
+        raise Timeout(f"{what} did not happen within {timeout:.0f} s")
+
+
+def settle(milliseconds: int = 400) -> None:
+    """Let Qt lay out and paint what changed (the event loop runs meanwhile)."""
+    loop = QEventLoop()
+    QTimer.singleShot(milliseconds, loop.quit)
+    loop.exec()
+
+
+@dataclass
+class Demo:
+    """The running demo: You's main window on its node, and the three peers' data
+    directories (a screen can act as a peer through `kithnet.node.control.call`)."""
+
+    app: QApplication
+    window: MainWindow
+    peers: dict[str, tuple[Path, str]]
+    folder: Path  # for what a screen makes (thrown away at the end)
+    at_exit: list[Callable[[], object]] = field(default_factory=list)  # e.g. a bridge's stop
+
+    @property
+    def bridge(self) -> Bridge:
+        return self.window.bridge
+
+    def ask(self, command: str, **args: Any) -> Any:
+        """A command's answer from You's node (listening before asking)."""
+        answers: dict[str, Any] = {}
+        request = -1
+
+        def answered(number: int, result: object) -> None:
+            if number == request:
+                answers["result"] = result
+
+        def failed(number: int, message: str) -> None:
+            if number == request:
+                answers["error"] = message
+
+        self.bridge.answered.connect(answered)
+        self.bridge.failed.connect(failed)
+        try:
+            request = self.bridge.call(command, **args)
+            wait_until(lambda: answers, f"the answer to {command}")
+        finally:
+            self.bridge.answered.disconnect(answered)
+            self.bridge.failed.disconnect(failed)
+        if "error" in answers:
+            raise RuntimeError(f"{command}: {answers['error']}")
+        return answers["result"]
+
+    def as_peer(self, name: str, command: str, **args: Any) -> Any:
+        """Run a command on a peer's running node (Bob, Cat or Dan)."""
+        return control.call(self.peers[name][0], command, args, timeout=60)
+
+
+# The screens ------------------------------------------------------------------------------
+
+
+def unlock_screen(demo_: Demo) -> QWidget:
+    dialog = UnlockDialog(Bridge(MEMBER_DATA, LISTEN))
+    dialog.passphrase.setText("correct horse battery staple")
+    dialog.resize(460, dialog.sizeHint().height())
+    return dialog
+
+
+def first_run_screen(demo_: Demo) -> QWidget:
+    dialog = FirstRunDialog(Bridge(MEMBER_DATA, LISTEN))
+    dialog.name.setText("Ann")
+    dialog.passphrase.setText("correct horse battery staple")
+    dialog.confirm.setText("correct horse battery staple")
+    dialog.resize(520, dialog.sizeHint().height())
+    return dialog
+
+
+def fingerprint_screen(demo_: Demo) -> QWidget:
+    """First run, once the identity is made: its fingerprint to compare by voice."""
+    bridge = Bridge(demo_.folder / "ann", LISTEN)
+    demo_.at_exit.append(bridge.stop)
+    dialog = FirstRunDialog(bridge)
+    dialog.kdf = demo.DEMO_KDF  # a real identity, made at once
+    dialog.name.setText("Ann")
+    dialog.passphrase.setText("correct horse battery staple")
+    dialog.confirm.setText("correct horse battery staple")
+    dialog.create_button.click()
+    wait_until(lambda: dialog.continue_button.isVisibleTo(dialog), "making Ann's identity")
+    dialog.resize(520, dialog.heightForWidth(520))
+    return dialog
+
+
+def main_screen(demo_: Demo) -> QWidget:
+    """The feed of Hackney Neighbours, all peers connected, Cat's picture fetched."""
+    window = demo_.window
+    top_level = [p for p in demo.POSTS[demo.HACKNEY] if not p.reply_to]
+    wait_until(
+        lambda: window.feed is not None and window.feed.rowCount() >= len(top_level),
+        "the demo's feed",
+    )
+    wait_until(lambda: len(demo_.ask("peers")["connected"]) == 3, "connecting to the three peers")
+
+    def picture_here() -> bool:
+        posts = demo_.ask("feed.page", community=demo.HACKNEY, limit=50)["posts"]
+        return any(a["state"] == "here" for p in posts for a in p["attachments"])
+
+    wait_until(picture_here, "fetching Cat's picture")
+    window.feed_view.scrollToTop()
+    return window
+
+
+def ask_screen(demo_: Demo) -> QWidget:
+    """Asking who can insulate a loft: ranked providers at once, then Bob's referral
+    to the installers' community, chosen so that joining is one click."""
+    dialog = demo_.window.open_ask()
+    dialog.text.setText(QUESTION)
+    dialog.skills.setText("insulation")
+    dialog.ask_button.click()
+    wait_until(lambda: dialog.question is not None, "the answer to the question")
+    wait_until(lambda: dialog.places.count(), "the communities that could help")
+
+    def bob_has_it() -> bool:
+        feed = demo_.as_peer("Bob", "feed", community=demo.HACKNEY, limit=50)
+        return any(post["id"] == dialog.question for post in feed["posts"])
+
+    wait_until(bob_has_it, "the question reaching Bob")
+    demo_.as_peer("Bob", "refer", question=dialog.question, community=demo.INSTALLERS)
+    wait_until(lambda: dialog.referrals.count() == 1, "Bob's referral")
+    dialog.referrals.setCurrentRow(0)
+    return dialog
+
+
+def main_dark_screen(demo_: Demo) -> QWidget:
+    """The main window under a dark palette."""
+    use_scheme(demo_.app, Qt.ColorScheme.Dark)
+    return main_screen(demo_)
+
+
+# name -> the function that opens the screen; the PNG is docs/screenshots/NAME.png.
+SCREENS: dict[str, Callable[[Demo], QWidget]] = {
+    "unlock": unlock_screen,
+    "first-run": first_run_screen,
+    "first-run-fingerprint": fingerprint_screen,
+    "main": main_screen,
+    "ask": ask_screen,
+    "main-dark": main_dark_screen,
+}
+
+
+# Running ----------------------------------------------------------------------------------
+
+
+def grab(window: QWidget, path: Path) -> None:
+    """Save what the X server shows of `window` (a real window, raised first)."""
+    window.show()
+    window.raise_()
+    window.activateWindow()
+    wait_until(
+        lambda: window.windowHandle() is not None and window.windowHandle().isExposed(),
+        f"{path.stem} being shown",
+    )
+    settle()
+    screen = window.windowHandle().screen()
+    picture = screen.grabWindow(window.winId())
+    if picture.isNull() or not picture.save(str(path)):
+        raise RuntimeError(f"could not save {path}")
+    print(f"{path}: {picture.width()}x{picture.height()}")
+
+
+@contextmanager
+def running_demo(app: QApplication) -> Iterator[Demo]:
+    """The demo as `make run` opens it (kithnet.gui.app.demo_main), in a temporary
+    folder thrown away at the end."""
+    with tempfile.TemporaryDirectory(prefix="kithnet-shots-") as folder:
+        you, peers = demo.prepare(Path(folder))
+        with demo.running_peers(peers):
+            bridge = Bridge(you, LISTEN)
+            try:
+                started: dict[str, object] = {}
+                bridge.unlocked.connect(lambda info: started.update(info=info))
+                bridge.unlock_failed.connect(lambda message: started.update(error=message))
+                bridge.unlock(demo.DEMO_PASSPHRASE)
+                wait_until(lambda: started, "unlocking You's node")
+                if "error" in started:
+                    raise RuntimeError(f"the demo did not unlock: {started['error']}")
+                window = MainWindow(bridge)
+                window.setWindowTitle("Kithnet (demo: nothing here is kept)")
+                window.move(40, 40)
+                window.show()
+                running = Demo(app, window, peers, Path(folder))
+                try:
+                    yield running
+                finally:
+                    for step in running.at_exit:
+                        step()
+            finally:
+                bridge.stop()
+
+
+def main(names: list[str]) -> int:
+    unknown = [name for name in names if name not in SCREENS]
+    if unknown:
+        print(f"no screen called {', '.join(unknown)}; the screens: {', '.join(SCREENS)}")
+        return 2
+    _quiet_libraries()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"Qt platform: {app.platformName()} (real windows need xcb, under xvfb-run)")
+    with running_demo(app) as running:
+        for name in names or list(SCREENS):
+            try:
+                window = SCREENS[name](running)
+                grab(window, OUT / f"{name}.png")
+            except Timeout as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
+                return 1
+            finally:
+                use_scheme(app, Qt.ColorScheme.Light)
+            if window is not running.window:  # a dialog: closed before the next screen
+                if isinstance(window, QDialog):
+                    window.reject()
+                window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
