@@ -128,17 +128,21 @@ def test_a_profile_shows_who_they_are_their_references_checked_and_why_they_rank
     assert profile.hide_button.isHidden()
     assert profile.revoke_button.isHidden()  # You wrote none of these
     qtmodeltester.check(profile.references)
-    # Offers show only from communities shared with the viewer: none for You, who is
-    # not among the installers; Bob, who is, sees Cat's offer there.
-    assert profile.offers.item(0).text() == "No offers in communities you share"
+    # Offers show only from communities shared with the viewer: for You, who is not
+    # among the installers, her Hackney offer alone; Bob, who is, sees both.
+    hackney_offer = "Free draught-proofing check for your windows and doors"
+    shown = [profile.offers.item(i).text() for i in range(profile.offers.count())]
+    assert len(shown) == 1 and shown[0].startswith(hackney_offer)
+    assert shown[0].endswith("in Hackney Neighbours")
     assert profile.shared.text() == "Hackney Neighbours"
     seen_by_bob = call(peers["Bob"][0], "profile", {"member": "Cat"})
     assert seen_by_bob["communities"] == ["Hackney Neighbours", "Solar & Insulation Installers"]
-    assert [(o["text"], o["community_name"]) for o in seen_by_bob["offers"]] == [
+    assert sorted((o["text"], o["community_name"]) for o in seen_by_bob["offers"]) == [
+        (hackney_offer, "Hackney Neighbours"),
         (
             "Loft insulation, solar panels and batteries across East London",
             "Solar & Insulation Installers",
-        )
+        ),
     ]
     assert seen_by_bob["fingerprint"] == profile.fingerprint.text()
     assert not seen_by_bob["me"]
