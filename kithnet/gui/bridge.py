@@ -130,10 +130,21 @@ class Bridge(QObject):
             await serve(store, self.listen, (), on_signals=False, ready=ready)
 
     async def _watch_arrivals(self, node: Node) -> None:
+        # Records arriving within ARRIVAL_GAP of a signal are told at the gap's end
+        # (sleeping through the gap instead would miss them: the node's arrival event
+        # fires only for those awaiting it).
         while True:
             await node.wait_for_arrival()
-            self.arrived.emit()
-            await trio.sleep(ARRIVAL_GAP)
+            while True:
+                self.arrived.emit()
+                gap_end = trio.current_time() + ARRIVAL_GAP
+                more = False
+                with trio.move_on_at(gap_end):
+                    await node.wait_for_arrival()
+                    more = True
+                if not more:
+                    break
+                await trio.sleep_until(gap_end)
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the node and wait for its thread (everything stored is durable)."""

@@ -23,6 +23,8 @@ Index = QModelIndex | QPersistentModelIndex
 # Roles beyond DisplayRole: the whole record as the command returned it, and its id.
 ItemRole = Qt.ItemDataRole.UserRole + 1
 IdRole = Qt.ItemDataRole.UserRole + 2
+KindRole = Qt.ItemDataRole.UserRole + 3  # a post's kind, in words: "Post", "Question", "Offer"
+KINDS = {"post": "Post", "question": "Question", "offer": "Offer"}
 
 
 class _Answers(QAbstractListModel):
@@ -68,6 +70,8 @@ class _Answers(QAbstractListModel):
             return row
         if role == IdRole:
             return row.get("id")
+        if role == KindRole and "type" in row:
+            return KINDS.get(row["type"], row["type"])
         return None
 
     def display(self, row: dict[str, Any]) -> str:
@@ -106,16 +110,24 @@ class FeedModel(_Answers):
         self._next: list[Any] | None = None
         self._exhausted = False
         self._loading = False
+        self.page = PAGE  # posts asked for by each fetchMore (the view asks more when flung)
+        self.paced = False  # fetched only when its view asks (see canFetchMore)
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
+        # A paced feed says so only to its own view's asking (FeedView): Qt's tree view
+        # fetches at every layout while the answer is yes, which would load it all.
+        return self.has_more(parent) and not self.paced
+
+    def has_more(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
+        """Whether older posts remain to fetch (and none are being fetched)."""
         return not parent.isValid() and not self._exhausted and not self._loading
 
     def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
-        if not self.canFetchMore(parent):
+        if not self.has_more(parent):
             return
         self._loading = True
         before = self._next if self.rows else None
-        self.ask("older", "feed.page", community=self.community, before=before, limit=PAGE)
+        self.ask("older", "feed.page", community=self.community, before=before, limit=self.page)
 
     def refresh(self) -> None:
         """Add posts that arrived since the newest shown (records came in, or the
@@ -146,12 +158,39 @@ class FeedModel(_Answers):
             self.beginInsertRows(QModelIndex(), 0, len(fresh) - 1)
             self.rows[:0] = fresh
             self.endInsertRows()
+        # Posts deleted or removed since: gone from the page that covers them (the whole
+        # feed when the page is not full).
+        if result["next"] is None:
+            oldest: tuple[int, str] | None = None
+        elif posts:
+            oldest = (posts[-1]["created_at"], posts[-1]["id"])
+        else:
+            oldest = newest
+        present = {p["id"] for p in posts}
+        for row in range(len(self.rows) - 1, -1, -1):
+            post = self.rows[row]
+            if oldest is not None and (post["created_at"], post["id"]) < oldest:
+                continue
+            if post["id"] not in present:
+                self._remove_row(row)
         # Edits, reactions and reply counts of the posts shown may have changed too.
         changed = {p["id"]: p for p in posts}
         for row, post in enumerate(self.rows):
             if post["id"] in changed and changed[post["id"]] != post:
                 self.rows[row] = changed[post["id"]]
                 self.dataChanged.emit(self.index(row), self.index(row))
+
+    def drop(self, post: str) -> None:
+        """Take a post out of the feed (the member deleted or removed it)."""
+        for row, shown in enumerate(self.rows):
+            if shown["id"] == post:
+                self._remove_row(row)
+                return
+
+    def _remove_row(self, row: int) -> None:
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self.rows[row]
+        self.endRemoveRows()
 
     def display(self, row: dict[str, Any]) -> str:
         label = {"post": "", "question": "Question: ", "offer": "Offer: "}[row["type"]]
