@@ -366,3 +366,38 @@ def test_a_peers_picture_shows_as_a_thumbnail_and_a_damaged_one_as_a_placeholder
     qtbot.addWidget(bad)
     qtbot.waitUntil(lambda: len(bad.picture_labels()) == 1, timeout=WAIT)
     assert bad.picture_labels()[0].text().startswith("This picture cannot be shown")
+
+
+def test_a_picture_s_bytes_come_from_the_node_and_a_big_one_says_so(
+    ann: Member, bridge: Bridge, tmp_path: Path, qtbot: QtBot
+) -> None:
+    _community(ann)
+    window, feed = _window(bridge, qtbot, 3)
+    photo = _picture(tmp_path / "hedge.png", QSize(300, 200), "#806040")
+    posted = ask(
+        bridge,
+        qtbot,
+        "post",
+        community="Hackney Neighbours",
+        text="The hedge, trimmed",
+        attachments=[str(photo)],
+    )
+    data = ask(bridge, qtbot, "attachment.data", post=posted["id"])
+    assert (data["state"], data["data"]) == ("here", photo.read_bytes())
+    small = ask(bridge, qtbot, "attachment.data", post=posted["id"], max_size=100)
+    assert (small["state"], small["data"]) == ("too big to show", None)
+    feed.refresh()
+    qtbot.waitUntil(lambda: feed.rowCount() == 4, timeout=WAIT)
+    pictures = window.feed_view.pictures
+    qtbot.waitUntil(lambda: pictures.thumbnail(posted["id"], 1) is not None, timeout=WAIT)
+    thumb = pictures.thumbnail(posted["id"], 1)
+    assert thumb is not None
+    assert thumb.size() == QSize(180, 120)
+    # Typing Delete on one's own post asks to be sure first.
+    view = window.feed_view
+    view.setCurrentIndex(feed.index(0))
+    qtbot.keyClick(view, Qt.Key.Key_Delete)  # type: ignore[no-untyped-call]
+    boxes = [w for w in view.window().findChildren(QMessageBox) if w.isVisible()]
+    assert [b.text() for b in boxes] == ["Delete this post? Members' apps will hide it too."]
+    boxes[0].done(QMessageBox.StandardButton.No)
+    assert feed.rowCount() == 4

@@ -629,8 +629,20 @@ class FeedView(_PostView):
             self.painted.emit()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
-            self._open_index(self.currentIndex())
+        row = self.current_post()
+        if row is not None and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.open_thread(row)
+            return
+        if row is not None and row.get("mine") and event.matches(QKeySequence.StandardKey.Delete):
+            self.delete_post(row)
+            return
+        if (
+            row is not None
+            and row.get("mine")
+            and event.key() == Qt.Key.Key_E
+            and (event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        ):
+            self.edit_post(row)
             return
         super().keyPressEvent(event)
 
@@ -655,7 +667,7 @@ class FeedView(_PostView):
             menu.addAction("Open thread", QKeySequence("Return"), lambda: self.open_thread(row))
         menu.addAction("Show profile", lambda: self.profile_requested.emit(row["author"]))
         if row.get("mine"):
-            menu.addAction("Edit…", lambda: self.edit_post(row))
+            menu.addAction("Edit…", QKeySequence("Ctrl+E"), lambda: self.edit_post(row))
             menu.addAction(
                 "Delete…", QKeySequence.StandardKey.Delete, lambda: self.delete_post(row)
             )
