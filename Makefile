@@ -63,6 +63,7 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_ask.py
 	$(BIN)/python bench/bench_blobs.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/bench_gui_stall.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/bench_gui_feed.py
 
 bench-store: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_store_queries.py

@@ -115,6 +115,12 @@ def main() -> None:
             started = time.perf_counter()
             view.viewport().repaint()
             paints.append((time.perf_counter() - started) * 1000)
+            if os.environ.get("BENCH_DEBUG") and paints[-1] > 40:
+                bar = view.verticalScrollBar()
+                print(
+                    f"slow repaint {paints[-1]:.0f} ms: {feed.rowCount()} rows,"
+                    f" value {bar.value()} of {bar.maximum()}, page {feed.page}"
+                )
 
         timer = QTimer()
         timer.timeout.connect(tick)

@@ -5,7 +5,7 @@ marking it read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from pytestqt.qtbot import QtBot
 
 from kithnet.core.envelope import Record
 from kithnet.crypto.invite import InviteCode
+from kithnet.gui import models
 from kithnet.gui.app import MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.feed import FeedView, Pictures, ThreadDialog, accent
@@ -25,6 +26,7 @@ from kithnet.localstore.store import Store, now_ms
 from kithnet.node.control import call
 from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 from tests.members import PASSPHRASE, Member
+from tests.test_gui import _fill
 from tests.test_store_ingest import FAST_KDF
 
 
@@ -401,3 +403,49 @@ def test_a_picture_s_bytes_come_from_the_node_and_a_big_one_says_so(
     assert [b.text() for b in boxes] == ["Delete this post? Members' apps will hide it too."]
     boxes[0].done(QMessageBox.StandardButton.No)
     assert feed.rowCount() == 4
+
+
+def test_the_feed_holds_a_window_of_posts_and_fetches_back_the_newer_ones(
+    ann: Member, bridge: Bridge, qtbot: QtBot, qtmodeltester: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scrolling far drops the newest posts from the model (a tree view lays out all
+    it holds), and scrolling back to the top fetches them again, in order."""
+    monkeypatch.setattr(models, "WINDOW", 120)
+    community = _fill(ann, 300)
+    window, _ = _window(bridge, qtbot, 50)
+    feed = FeedModel(bridge, community)  # without a view, to move it step by step
+
+    def fetched(more: Callable[[], None]) -> None:
+        more()
+        qtbot.waitUntil(lambda: not feed._loading, timeout=WAIT)
+
+    fetched(feed.fetchMore)
+    assert feed.rowCount() == 50
+    fetched(feed.fetchMore)
+    assert feed.rowCount() == 100
+    fetched(feed.fetchMore)  # 150 posts would overflow the window: the newest 30 go
+    assert feed.rowCount() == 120
+    assert (feed.rows[0]["text"], feed.rows[-1]["text"]) == ("Post number 269", "Post number 150")
+    assert feed.has_newer()
+    fetched(feed.fetch_newer)
+    assert feed.rowCount() == 120
+    assert [r["text"] for r in feed.rows[:2]] == ["Post number 299", "Post number 298"]
+    assert feed.rows[-1]["text"] == "Post number 180"
+    assert not feed.has_newer()
+    fetched(feed.fetchMore)  # older again after the window moved back up
+    assert (feed.rows[0]["text"], feed.rows[-1]["text"]) == ("Post number 249", "Post number 130")
+    qtmodeltester.check(feed)  # (it fetches more itself)
+
+    # In the app, scrolling down and back to the top does the same by itself.
+    view = window.feed_view
+    shown = window.feed
+    assert shown is not None
+    window.show()
+    qtbot.waitExposed(window)
+    for _ in range(6):
+        view.scrollToBottom()
+        qtbot.waitUntil(lambda: not shown._loading, timeout=WAIT)
+    assert shown.has_newer()
+    assert shown.rows[0]["text"] != "Post number 299"
+    view.scrollToTop()
+    qtbot.waitUntil(lambda: shown.rows[0]["text"] == "Post number 299", timeout=WAIT)

@@ -454,17 +454,23 @@ class FeedDelegate(QStyledItemDelegate):
         bold.setBold(True)
         for piece in layout.pieces:
             if piece.what == "badge":
+                # On a selected row (the highlight's colour) the badge turns inside out.
+                fill = text_colour if selected else colour
                 painter.setPen(Qt.PenStyle.NoPen)
-                painter.setBrush(colour)
+                painter.setBrush(fill)
                 painter.drawRoundedRect(piece.rect, 4, 4)
-                painter.setPen(_on(colour, palette))
+                painter.setPen(
+                    palette.color(QPalette.ColorRole.Highlight)
+                    if selected
+                    else _on(colour, palette)
+                )
                 painter.setFont(bold)
                 painter.drawText(piece.rect, Qt.AlignmentFlag.AlignCenter, piece.text)
             elif piece.what == "tag":
                 painter.setPen(colour)
                 painter.setBrush(palette.color(QPalette.ColorRole.AlternateBase))
                 painter.drawRoundedRect(piece.rect.adjusted(0, 0, -1, -1), 6, 6)
-                painter.setPen(text_colour)
+                painter.setPen(palette.color(QPalette.ColorRole.Text))  # on AlternateBase
                 painter.setFont(small)
                 painter.drawText(
                     piece.rect,
@@ -580,6 +586,7 @@ class FeedView(_PostView):
         self.feed: FeedModel | None = None
         self.roles: list[str] = []
         self.threads: list[ThreadDialog] = []
+        self._anchor = QPersistentModelIndex()  # the post to keep first as rows change
         self._asked: dict[int, tuple[str, str]] = {}  # request -> (what, post id)
         self.doubleClicked.connect(self._open_index)
         self.verticalScrollBar().valueChanged.connect(self._near_end)
@@ -595,17 +602,37 @@ class FeedView(_PostView):
         self.roles = list(community.get("roles", []))
         self.setModel(self.feed)
         self.feed.rowsInserted.connect(self._new_posts)
+        self.feed.rowsAboutToBeInserted.connect(self._hold_place)
+        self.feed.rowsAboutToBeRemoved.connect(self._hold_place)
         self.feed.fetchMore()
         self._mark_read()
         return self.feed
+
+    def _hold_place(self) -> None:
+        """Rows come or go above the first one shown: keep that one first (unless the
+        member is at the top, where newly arrived posts are to be seen)."""
+        if self.verticalScrollBar().value() > 0 and not self._anchor.isValid():
+            self._anchor = QPersistentModelIndex(self.indexAt(QPoint(1, 1)))
+
+    def updateGeometries(self) -> None:
+        super().updateGeometries()
+        if self._anchor.isValid():
+            row = self._anchor.row()
+            self._anchor = QPersistentModelIndex()
+            self.verticalScrollBar().setValue(row)
+        self._near_end()  # rows came or went: more may be wanted (the range may not change)
 
     def _near_end(self) -> None:
         """Fetch the next page when the member nears the end of what is shown (or it
         does not fill the view); a larger one while they wait at the very end."""
         feed = self.feed
+        bar = self.verticalScrollBar()
+        if feed is not None and bar.value() <= PREFETCH and feed.has_newer():
+            feed.page = PAGE
+            feed.fetch_newer()
+            return
         if feed is None or not feed.has_more():
             return
-        bar = self.verticalScrollBar()
         if bar.value() < bar.maximum() - PREFETCH:
             return
         waiting = bar.maximum() > 0 and bar.value() == bar.maximum()
