@@ -213,10 +213,19 @@ def test_own_posts_are_edited_and_deleted_and_an_owner_removes(
         empty.accept()
     assert said.args == ["A post needs some text: nothing was changed"]
 
+    thread = view.open_thread(_row(feed, "Does anybody"))
+    qtbot.addWidget(thread)
+    qtbot.waitUntil(lambda: thread.model.rowCount() == 1, timeout=WAIT)
     box = view.delete_post(_row(feed, "Does anybody"))
     box.done(QMessageBox.StandardButton.Yes)
     qtbot.waitUntil(lambda: feed.rowCount() == 2, timeout=WAIT)
     assert all(not r["text"].startswith("Does anybody") for r in feed.rows)
+    # Its open thread says so, and takes no more replies.
+    qtbot.waitUntil(
+        lambda: thread.message.text() == "That post was deleted or removed",
+        timeout=WAIT,
+    )
+    assert not thread.send.isEnabled()
 
     remove = view.remove_post(_row(feed, "Street party"))
     remove.setTextValue("off topic")

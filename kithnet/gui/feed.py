@@ -798,6 +798,8 @@ class FeedView(_PostView):
 class ThreadModel(_Answers):
     """A post and its replies, depth first (`thread`)."""
 
+    went = Signal(str)  # the thread cannot be shown (its post was deleted or removed)
+
     def __init__(self, bridge: Bridge, post: str, parent: QObject | None = None) -> None:
         super().__init__(bridge, parent)
         self.post = post
@@ -820,6 +822,7 @@ class ThreadModel(_Answers):
     def _on_failure(self, request: int, message: str) -> None:
         if request in self._pending:
             self.gone = True
+            self.went.emit(message)
         super()._on_failure(request, message)
 
     def display(self, row: dict[str, Any]) -> str:
@@ -893,6 +896,8 @@ class ThreadDialog(QDialog):
         self._pictures_of: str | None = None
         self.send.clicked.connect(self.reply)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.reply)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.model.went.connect(self._went)
         self.model.modelReset.connect(self._shown)
         self.model.dataChanged.connect(self._shown)
         self.view.selectionModel().currentChanged.connect(self._shown)
@@ -904,6 +909,13 @@ class ThreadDialog(QDialog):
 
     def refresh(self) -> None:
         self.model.refresh()
+
+    def _went(self, message: str) -> None:
+        self.message.setText(message[:1].upper() + message[1:])
+        self.send.setEnabled(False)
+        self.composer.setEnabled(False)
+        for button in self.reactions.values():
+            button.setEnabled(False)
 
     def selected(self) -> dict[str, Any] | None:
         """The post chosen in the thread (the first, the thread's post, by default)."""
