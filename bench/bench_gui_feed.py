@@ -15,6 +15,7 @@ repaint is timed.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -62,10 +63,25 @@ def build(folder: Path, posts: int) -> Path:
     return folder / "you"
 
 
+def _log_collections() -> None:
+    """BENCH_DEBUG: say when Python's garbage collector stops every thread for long."""
+    started: dict[str, float] = {}
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started["at"] = time.perf_counter()
+        elif (spent := (time.perf_counter() - started.get("at", 0.0)) * 1000) > 20:
+            print(f"garbage collection of generation {info['generation']}: {spent:.0f} ms")
+
+    gc.callbacks.append(timed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=100_000)
     args = parser.parse_args()
+    if os.environ.get("BENCH_DEBUG"):
+        _log_collections()
     app = QApplication.instance() or QApplication(sys.argv)
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()

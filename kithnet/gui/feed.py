@@ -597,10 +597,13 @@ class FeedView(_PostView):
 
     def open(self, community: dict[str, Any]) -> FeedModel:
         """Show a community's feed (its first page) and mark it read."""
+        previous = self.feed
         self.feed = FeedModel(self.bridge, community["id"], self)
         self.feed.paced = True
         self.roles = list(community.get("roles", []))
         self.setModel(self.feed)
+        if previous is not None:
+            previous.deleteLater()  # and with it, its hold on the node's answers
         self.feed.rowsInserted.connect(self._new_posts)
         self.feed.rowsAboutToBeInserted.connect(self._hold_place)
         self.feed.rowsAboutToBeRemoved.connect(self._hold_place)
