@@ -87,6 +87,7 @@ def main() -> None:
         began = time.perf_counter()
         you = build(Path(folder), args.posts)
         print(f"{args.posts:,} posts stored in {time.perf_counter() - began:.1f} s")
+        gc.collect()  # the building's garbage is not the app's
         bridge = Bridge(you, ("/ip4/127.0.0.1/tcp/0",))
         gaps: list[float] = []
         paints: list[float] = []
