@@ -63,6 +63,7 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/bench_ask.py
 	$(BIN)/python bench/bench_blobs.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/bench_gui_stall.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/bench_gui_feed.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/bench_gui_start.py
 
 # PNGs of the app's main screens in docs/screenshots/, taken of real windows on the demo

@@ -23,15 +23,21 @@ DemoApp = tuple[MainWindow, dict[str, tuple[Path, str]]]
 
 def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
     """A command's answer, waiting for that answer and not another (the app asks for
-    feeds and lists by itself as records arrive). The wait starts listening before the
-    command is sent: the node answers from its own thread, and an answer emitted before
-    anyone listens is not queued for them."""
-    sent: list[int] = []
-    with qtbot.waitSignal(
-        bridge.answered, timeout=30_000, check_params_cb=lambda number, _: number in sent
-    ) as answered:
-        sent.append(bridge.call(command, **args))
-    return answered.args[1]
+    feeds and lists by itself as records arrive). The answers are collected from before
+    the call: a plain function connected to the bridge may be called in the node's
+    thread, as soon as the node answers, so a wait begun after the call could miss it."""
+    answers: dict[int, Any] = {}
+
+    def take(number: int, result: Any) -> None:
+        answers[number] = result
+
+    bridge.answered.connect(take)
+    try:
+        request = bridge.call(command, **args)
+        qtbot.waitUntil(lambda: request in answers, timeout=30_000)
+    finally:
+        bridge.answered.disconnect(take)
+    return answers[request]
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 from kithnet.crypto.kdf import KdfParams
 from kithnet.gui import community, notify
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.feed import FeedView
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
 from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
@@ -383,10 +384,9 @@ class MainWindow(QMainWindow):
         self.sidebar = QListView()
         self.sidebar.setAccessibleName("Communities")
         self.sidebar.setModel(self.communities)
-        self.feed_view = QListView()
-        self.feed_view.setAccessibleName("Feed")
-        self.feed_view.setWordWrap(True)
-        self.feed_view.setAlternatingRowColors(True)
+        self.feed_view = FeedView(bridge)
+        self.feed_view.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.feed_view.marked_read.connect(lambda _community: self.communities.refresh())
         self.feed: FeedModel | None = None
         self.composer = QPlainTextEdit()
         self.composer.setAccessibleName("Write a post")
@@ -553,9 +553,7 @@ class MainWindow(QMainWindow):
         row = index.data(ItemRole) if index.isValid() else None
         if row is None:
             return
-        self.feed = FeedModel(self.bridge, row["id"], self)
-        self.feed_view.setModel(self.feed)
-        self.feed.fetchMore()
+        self.feed = self.feed_view.open(row)
         self.statusBar().showMessage(f"{row['name']}: {row['members']} members")
 
     def _arrived(self) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MAX_ATTACHMENTS = 8
 MAX_NAME_BYTES = 200
 SERVE_WAIT = 30.0  # a node started for one post waits this long for members to fetch
+SHOW_MAX_SIZE = 16 * 1024 * 1024  # `attachment.data` gives the bytes of files up to this size
 
 
 def _error(message: str) -> Exception:
@@ -171,6 +172,28 @@ class BlobCommands:
 
     async def attachment_save(self, post: str, file: str, index: int = 1) -> dict[str, Any]:
         """Write a post's attachment to a file, fetching it first if it is not here."""
+        attachment = self._attachment(post, index)
+        post_id = attachment.post
+        target = Path(file)
+        if not target.is_absolute():
+            raise _error(f"{file}: give the full path of the file to write")
+        if target.exists():
+            raise _error(f"{file} already exists: choose another file name")
+        if not target.parent.is_dir():
+            raise _error(f"{target.parent} is not a folder")
+        fetched = await self._fetch_attachment(attachment)
+        size = self._write_blob(attachment, target)
+        return {
+            "post": post_id.hex(),
+            "index": index,
+            "name": attachment.name,
+            "mime": attachment.mime,
+            "size": size,
+            "file": str(target),
+            "fetched": fetched,
+        }
+
+    def _attachment(self, post: str, index: int) -> Attachment:
         try:
             post_id = bytes.fromhex(post)
         except ValueError:
@@ -182,41 +205,52 @@ class BlobCommands:
             raise _error("that post has no attachments")
         if not 1 <= index <= len(found):
             raise _error(f"that post has {len(found)} attachment(s): give an index from 1")
-        attachment = found[index - 1]
-        target = Path(file)
-        if not target.is_absolute():
-            raise _error(f"{file}: give the full path of the file to write")
-        if target.exists():
-            raise _error(f"{file} already exists: choose another file name")
-        if not target.parent.is_dir():
-            raise _error(f"{target.parent} is not a folder")
-        fetched = False
-        if attachment.state != "here":
-            communities = self.store.blob_communities(attachment.hash)
-            for community in communities:
-                await self._reach(community)
-            try:
-                await self.node.blobs.fetch(
-                    attachment.hash, attachment.size, attachment.mime, communities
-                )
-            except BlobTooBig as exc:
-                raise _error(f"{attachment.name or 'the file'} cannot be fetched: {exc}") from None
-            except (BlobError, StoreError) as exc:
-                raise _error(
-                    f"{attachment.name or 'the file'} is not here and could not be fetched: "
-                    f"{exc}. Try again when the member who posted it is online"
-                ) from None
-            fetched = True
-        size = self._write_blob(attachment, target)
-        return {
-            "post": post_id.hex(),
-            "index": index,
-            "name": attachment.name,
-            "mime": attachment.mime,
-            "size": size,
-            "file": str(target),
-            "fetched": fetched,
-        }
+        return found[index - 1]
+
+    async def _fetch_attachment(self, attachment: Attachment) -> bool:
+        """Fetch an attachment that is not here yet; whether it had to be fetched."""
+        if attachment.state == "here":
+            return False
+        communities = self.store.blob_communities(attachment.hash)
+        for community in communities:
+            await self._reach(community)
+        try:
+            await self.node.blobs.fetch(
+                attachment.hash, attachment.size, attachment.mime, communities
+            )
+        except BlobTooBig as exc:
+            raise _error(f"{attachment.name or 'the file'} cannot be fetched: {exc}") from None
+        except (BlobError, StoreError) as exc:
+            raise _error(
+                f"{attachment.name or 'the file'} is not here and could not be fetched: "
+                f"{exc}. Try again when the member who posted it is online"
+            ) from None
+        return True
+
+    async def attachment_data(
+        self, post: str, index: int = 1, max_size: int = SHOW_MAX_SIZE
+    ) -> dict[str, Any]:
+        """The bytes of a post's attachment, to show it (the app's pictures): fetched
+        first if it is not here; `data` is None when it is larger than `max_size`."""
+        attachment = self._attachment(post, index)
+        view = {**attachment_view(attachment), "post": post, "data": None}
+        if attachment.size > max_size:
+            return {**view, "state": "too big to show"}
+        fetched = await self._fetch_attachment(attachment)
+        digest = hashlib.blake2b(digest_size=32)
+        data = bytearray()
+        for chunk in self.store.blob_chunks(attachment.hash):
+            digest.update(chunk)
+            data += chunk
+            if len(data) > max_size:
+                return {**view, "state": "too big to show"}
+        if digest.digest() != attachment.hash:
+            self.store.forget_damaged_blob(attachment.hash)
+            raise _error(
+                f"the stored copy of {attachment.name or 'the picture'} was damaged and is "
+                "forgotten: it will be fetched anew"
+            )
+        return {**view, "state": "here", "fetched": fetched, "data": bytes(data)}
 
     def _write_blob(self, attachment: Attachment, target: Path) -> int:
         """Write a held blob to `target`, which must not exist (never replaced, even if

@@ -138,6 +138,8 @@ class Commands(BlobCommands, NoticeCommands, SettingsCommands):
             "directory.refresh": self.directory,
             "blobs": self.blobs,
             "attachment.save": self.attachment_save,
+            "attachment.data": self.attachment_data,
+            "community.read": self.community_read,
             "dm": self.dm,
             "inbox": self.inbox,
             "search": self.search,
@@ -484,6 +486,12 @@ class Commands(BlobCommands, NoticeCommands, SettingsCommands):
             for c in self.store.communities()
         ]
 
+    async def community_read(self, community: str) -> dict[str, Any]:
+        """Mark everything in a community as read (the member opened it)."""
+        target = self.resolve(community, member=False)
+        self.store.mark_read(target.id)
+        return {"community": target.id.hex(), "unread": 0}
+
     async def community_announce(
         self, community: str, uses: int | None = None, expires: str = "30d"
     ) -> dict[str, Any]:
@@ -744,11 +752,13 @@ class Commands(BlobCommands, NoticeCommands, SettingsCommands):
                 raise CommandError("a feed cursor is [created_at, id]") from None
         page = self.store.feed(target.id, before=cursor, limit=limit)
         attachments = self.store.attachments([p.id for p in page.posts])
+        me = self.store.identity.public_key
         return {
             "community": target.id.hex(),
             "posts": [
                 {
                     **_post_view(p),
+                    "mine": p.author == me,
                     "attachments": [attachment_view(a) for a in attachments.get(p.id, [])],
                 }
                 for p in page.posts
@@ -762,7 +772,21 @@ class Commands(BlobCommands, NoticeCommands, SettingsCommands):
         shown = self.store.thread(root.id)
         if not shown:
             raise CommandError("that post was deleted or removed")
-        return {"posts": [{**_post_view(p), "depth": p.depth} for p in shown]}
+        attachments = self.store.attachments([p.id for p in shown])
+        me = self.store.identity.public_key
+        return {
+            "posts": [
+                {
+                    **_post_view(p),
+                    "depth": p.depth,
+                    "mine": p.author == me,
+                    # The reactions this member gave (the app offers to take them back).
+                    "my_reactions": [e for e in p.reactions if self.store.my_reaction(p.id, e)],
+                    "attachments": [attachment_view(a) for a in attachments.get(p.id, [])],
+                }
+                for p in shown
+            ]
+        }
 
     async def react(self, post: str, emoji: str, undo: bool = False) -> dict[str, Any]:
         """React to a post with an emoji, or withdraw this member's reaction."""
