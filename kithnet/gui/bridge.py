@@ -18,6 +18,7 @@ GUI thread:
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import threading
@@ -127,6 +128,12 @@ class Bridge(QObject):
             def ready(node: Node, commands: Commands) -> None:
                 self._commands = commands
                 node.peer.start_soon(lambda: self._watch_arrivals(node, node.direct))
+                # What exists now (libp2p, Qt, the node) lives as long as the app: the
+                # garbage collector need not scan it again. Its full collections then
+                # take a few ms instead of pausing both threads for 100 ms while a
+                # long feed scrolls (bench/bench_gui_feed.py with BENCH_DEBUG=1).
+                gc.collect()
+                gc.freeze()
                 self._ready.set()
                 self.unlocked.emit(
                     {
