@@ -429,6 +429,8 @@ class MainWindow(QMainWindow):
         bridge.arrived.connect(self._arrived)
         bridge.answered.connect(self._answered)
         bridge.failed.connect(self._failed)
+        bridge.stopped.connect(self._node_stopped)
+        self.stopped_box: QMessageBox | None = None  # shown if the node stops on its own
         self._posting: int | None = None
         bar = self.menuBar()
         self.menus: dict[str, QMenu] = {  # each screen of the app adds its entry with `add_action`
@@ -590,6 +592,29 @@ class MainWindow(QMainWindow):
             self._posting = None
             self.send.setEnabled(True)
             self.statusBar().showMessage(message)
+
+    def _node_stopped(self, message: str) -> None:
+        """The node stopped without being asked: say so, rather than leave a window
+        that silently does nothing."""
+        if not message:
+            return  # asked to stop (the app is closing)
+        text = (
+            f"{message}. Kithnet is not connected any more: nothing can be posted, "
+            "fetched or received until it is opened again. Everything stored so far is "
+            "kept. Quit Kithnet and open it again."
+        )
+        self.send.setEnabled(False)
+        self.composer.setReadOnly(True)
+        self.statusBar().showMessage(f"{message}: quit Kithnet and open it again")
+        self.stopped_box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Kithnet has stopped",
+            text,
+            QMessageBox.StandardButton.Ok,
+            self,
+        )
+        self.stopped_box.setAccessibleName("Kithnet has stopped")
+        self.stopped_box.open()
 
 
 def _quiet_libraries() -> None:

