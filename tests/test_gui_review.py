@@ -97,3 +97,17 @@ def test_quitting_the_app_shows_no_warning(
         bridge.stop()
     assert stopped.args == [""]
     assert window.stopped_box is None
+
+
+def test_an_unexpected_failure_in_the_node_is_told_in_words_not_as_python_text(
+    bridge: Bridge, qtbot: QtBot
+) -> None:
+    sent: list[int] = []
+    with qtbot.waitSignal(
+        bridge.failed, timeout=WAIT, check_params_cb=lambda number, _: number in sent
+    ) as failed:
+        sent.append(bridge.call("profile", member=123))  # a bug's AttributeError, say
+    message = failed.args[1]
+    assert "object has no attribute" not in message
+    assert message.startswith("Kithnet's node could not do that")
+    assert "try again" in message
