@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import shiboken6
 from pytestqt.qtbot import QtBot
 
-from kithnet.gui.app import MainWindow
+from kithnet.gui.app import AskDialog, MainWindow
 from kithnet.gui.bridge import Bridge
 from kithnet.localstore.store import Store
 from tests.gui_support import LISTEN, WAIT
@@ -111,3 +112,21 @@ def test_an_unexpected_failure_in_the_node_is_told_in_words_not_as_python_text(
     assert "object has no attribute" not in message
     assert message.startswith("Kithnet's node could not do that")
     assert "try again" in message
+
+
+# Closed windows --------------------------------------------------------------------------
+
+
+def test_a_closed_ask_window_stops_asking_the_node_for_referrals(
+    bridge: Bridge, window: MainWindow, qtbot: QtBot
+) -> None:
+    dialog = window.open_ask()
+    dialog.text.setText("Does anybody know a good plumber?")
+    dialog.skills.setText("plumbing")
+    with qtbot.waitSignal(bridge.answered, timeout=WAIT):
+        dialog.ask_button.click()
+    qtbot.waitUntil(lambda: dialog.question is not None, timeout=WAIT)
+    dialog.close()
+    # Gone once closed: it no longer asks for referrals on every arrival.
+    qtbot.waitUntil(lambda: not shiboken6.isValid(dialog), timeout=WAIT)
+    assert window.findChildren(AskDialog) == []

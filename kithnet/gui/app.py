@@ -162,6 +162,9 @@ class AskDialog(QDialog):
         bridge.answered.connect(self._answered)
         bridge.failed.connect(self._failed)
         bridge.arrived.connect(self.look_for_referrals)
+        # Closed, it is gone: else each closed Ask window would go on asking the node
+        # for referrals whenever anything arrives, one more with each question asked.
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
     def ask(self) -> None:
         skills = self.skills.text().split()
