@@ -130,3 +130,23 @@ def test_a_closed_ask_window_stops_asking_the_node_for_referrals(
     # Gone once closed: it no longer asks for referrals on every arrival.
     qtbot.waitUntil(lambda: not shiboken6.isValid(dialog), timeout=WAIT)
     assert window.findChildren(AskDialog) == []
+
+
+# Backups ---------------------------------------------------------------------------------
+
+
+def test_a_backup_is_not_written_over_the_stores_own_files(
+    ann: Member, bridge: Bridge, qtbot: QtBot
+) -> None:
+    header = ann.data_dir / "kithnet-store.json"
+    before = header.read_bytes()
+    sent: list[int] = []
+    with qtbot.waitSignal(
+        bridge.failed, timeout=WAIT, check_params_cb=lambda number, _: number in sent
+    ) as failed:
+        sent.append(bridge.call("backup", file=str(header), passphrase=PASSPHRASE))
+    assert "inside Kithnet's data folder" in failed.args[1]
+    assert header.read_bytes() == before
+    bridge.stop()
+    with Store.open(ann.data_dir, PASSPHRASE) as store:  # the store still opens
+        assert store.profile().name == "Ann"
