@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 import shiboken6
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QShortcut
+from PySide6.QtWidgets import QAbstractButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from kithnet.gui.app import AskDialog, MainWindow
@@ -18,6 +21,7 @@ from kithnet.gui.bridge import Bridge
 from kithnet.localstore.store import Store
 from tests.gui_support import LISTEN, WAIT
 from tests.members import PASSPHRASE, Member
+from tests.test_gui_app import unnamed_controls
 
 
 @pytest.fixture
@@ -150,3 +154,75 @@ def test_a_backup_is_not_written_over_the_stores_own_files(
     bridge.stop()
     with Store.open(ann.data_dir, PASSPHRASE) as store:  # the store still opens
         assert store.profile().name == "Ann"
+
+
+# Keyboard and accessibility --------------------------------------------------------------
+
+
+def _every_screen(window: MainWindow, qtbot: QtBot) -> list[QWidget]:
+    """The main window and every window and dialog its menus open, shown."""
+    window.open_network()
+    opened = [
+        window.open_ask(),
+        window.open_settings(),
+        window.open_search(),
+        window.open_messages(),
+        window.open_profile(""),
+        window.open_members(),
+        window.open_new_community(),
+        window.open_join(),
+        window.open_directory(),
+        window.open_invite(),
+        window.open_moderation(),
+    ]
+    screens: list[QWidget] = [window]
+    for screen in opened:
+        assert screen is not None
+        screens.append(screen)
+    for screen in screens:
+        qtbot.waitExposed(screen, timeout=WAIT)
+    return screens
+
+
+def shortcut_clashes(top: QWidget) -> dict[str, list[str]]:
+    """Key sequences that more than one action, shortcut or button of the window `top`
+    (its docks included) answers to at once: Qt then fires none of them ("Ambiguous
+    shortcut"). A shortcut limited to its own widget (a list's Ctrl+C) clashes with
+    nothing."""
+    bound: dict[str, list[str]] = {}
+    widget_only = Qt.ShortcutContext.WidgetShortcut
+    for action in top.findChildren(QAction):
+        owner = action.parent()
+        mine = isinstance(owner, QWidget) and owner.window() is top
+        if mine and action.shortcutContext() != widget_only:
+            for sequence in action.shortcuts():
+                bound.setdefault(sequence.toString(), []).append(f"menu {action.text()}")
+    for shortcut in top.findChildren(QShortcut):
+        owner = shortcut.parent()
+        mine = isinstance(owner, QWidget) and owner.window() is top
+        if mine and shortcut.context() != widget_only and shortcut.isEnabled():
+            key = shortcut.key().toString()
+            bound.setdefault(key, []).append(f"shortcut on {type(owner).__name__}")
+    for button in top.findChildren(QAbstractButton):
+        if button.window() is top and not button.shortcut().isEmpty():
+            bound.setdefault(button.shortcut().toString(), []).append(f"button {button.text()}")
+    return {key: names for key, names in bound.items() if len(names) > 1}
+
+
+def test_no_two_shortcuts_of_a_window_share_a_key_and_every_control_is_named(
+    bridge: Bridge, window: MainWindow, qtbot: QtBot
+) -> None:
+    screens = _every_screen(window, qtbot)
+    clashes = {type(s).__name__: shortcut_clashes(s) for s in screens}
+    assert clashes == {type(s).__name__: {} for s in screens}
+    unnamed = {type(s).__name__: unnamed_controls(s) for s in screens}
+    assert unnamed == {type(s).__name__: [] for s in screens}
+
+
+def test_the_clash_check_finds_two_actions_on_one_key(window: MainWindow) -> None:
+    """The check above can fail: a second action on Ctrl+K (Ask's) is caught."""
+    assert shortcut_clashes(window) == {}
+    window.add_action("view", "Something else", "Ctrl+K", lambda: None)
+    assert shortcut_clashes(window) == {
+        "Ctrl+K": ["menu Does anybody know…?", "menu Something else"]
+    }
