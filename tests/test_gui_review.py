@@ -162,7 +162,7 @@ def test_a_backup_is_not_written_over_the_stores_own_files(
 def _every_screen(window: MainWindow, qtbot: QtBot) -> list[QWidget]:
     """The main window and every window and dialog its menus open, shown."""
     window.open_network()
-    opened = [
+    opened: list[QWidget | None] = [
         window.open_ask(),
         window.open_settings(),
         window.open_search(),
@@ -179,8 +179,8 @@ def _every_screen(window: MainWindow, qtbot: QtBot) -> list[QWidget]:
     for screen in opened:
         assert screen is not None
         screens.append(screen)
-    for screen in screens:
-        qtbot.waitExposed(screen, timeout=WAIT)
+    for shown in screens:
+        qtbot.waitExposed(shown, timeout=WAIT)
     return screens
 
 
