@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import shiboken6
+import trio
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QShortcut
 from PySide6.QtWidgets import QAbstractButton, QWidget
@@ -19,9 +20,14 @@ from pytestqt.qtbot import QtBot
 from kithnet.gui.app import AskDialog, MainWindow
 from kithnet.gui.bridge import Bridge
 from kithnet.localstore.store import Store
+from kithnet.node.notice_commands import NoticeCommands
+from tests import histories
 from tests.gui_support import LISTEN, WAIT
+from tests.histories import CAROL, DAVE
 from tests.members import PASSPHRASE, Member
+from tests.strategies import NOW_MS
 from tests.test_gui_app import unnamed_controls
+from tests.test_store_ingest import FAST_KDF
 
 
 @pytest.fixture
@@ -226,3 +232,46 @@ def test_the_clash_check_finds_two_actions_on_one_key(window: MainWindow) -> Non
     assert shortcut_clashes(window) == {
         "Ctrl+K": ["menu Does anybody know…?", "menu Something else"]
     }
+
+
+# Notifications ---------------------------------------------------------------------------
+
+
+class _Notices(NoticeCommands):
+    """The node's `notifications` command over a store (it needs nothing else)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def look(self) -> list[str]:
+        answer = trio.run(self.notifications)
+        return [item["title"] for item in answer["items"]]
+
+
+def test_a_reply_that_arrives_before_its_authors_join_is_notified_once_it_counts(
+    tmp_path: Path,
+) -> None:
+    """Gossip brings Dave's reply to Carol's question before the record of Dave
+    joining: the reply waits (pending), and Carol's node looks for news meanwhile. Once
+    Dave's join arrives the reply counts, and Carol hears of it then, once."""
+    lofts = histories.Community()
+    carol_question = lofts.make(CAROL, kind="post", type="question", text="Who does lofts?")
+    dave_join = lofts.join_record(DAVE)
+    dave_reply = lofts.make(DAVE, kind="post", type="post", text="Me!", reply_to=carol_question.id)
+    with Store.create(
+        tmp_path / "carol", "carol's passphrase", identity=CAROL, kdf=FAST_KDF
+    ) as store:
+        store.ingest(
+            [r.envelope for r in lofts.state.records.values()]
+            + [lofts.join_record(CAROL).envelope, carol_question.envelope],
+            now=NOW_MS,
+        )
+        notices = _Notices(store)
+        assert notices.look() == []  # the first look starts from now
+        assert store.ingest([dave_reply.envelope], now=NOW_MS)[0].status == "pending"
+        assert notices.look() == []  # not a reply anyone can see yet
+        assert notices.look() == []  # nor at the next look
+        store.ingest([dave_join.envelope], now=NOW_MS)
+        dave = DAVE.public_key.hex()[:12]  # no profile of Dave's has come
+        assert notices.look() == [f"{dave} replied to your post in Lofts"]
+        assert notices.look() == []  # told once

@@ -6,16 +6,25 @@ enter `records`, so their part of the cursor is the newest `received_at` seen an
 ids received at that very millisecond (so none is told twice, and none is skipped).
 Nothing by the member themselves, and nothing by a member they muted or blocked
 (`marks`).
+
+A record can arrive before what makes it count (a reply before its author's join): it
+waits, pending, and takes effect later under the `seq` it arrived with, which a look in
+between has already passed. So a cursor also keeps the `seq`s of the records still
+pending when it was made (the newest PENDING_KEPT), and the next look tells those that
+count by then.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 # The setting that keeps how far the member was told. It counts this store's arrivals
 # (`records.seq`), so a backup leaves it out: a restored store starts from then.
 CURSOR_SETTING = "notifications.cursor"
+PENDING_KEPT = 1000  # pending records a cursor remembers to look at again
+_NOTIFIED_KINDS = ("post", "referral", "reference")  # what may turn out to be news
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,7 @@ class NoticeCursor:
     seq: int
     message_at: int
     message_ids: tuple[bytes, ...] = ()
+    pending: tuple[int, ...] = ()  # records up to `seq` that had not taken effect yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +62,17 @@ def now_cursor(db: Any) -> NoticeCursor:
     ids = db.execute(
         "SELECT id FROM messages WHERE direction = 'in' AND received_at = ?", (at,)
     ).fetchall()
-    return NoticeCursor(seq, at, tuple(sorted(bytes(row[0]) for row in ids)))
+    pending = db.execute(
+        "SELECT seq FROM records WHERE status = 'pending' AND seq <= ?"
+        " AND kind IN (SELECT value FROM json_each(?)) ORDER BY seq DESC LIMIT ?",
+        (seq, json.dumps(_NOTIFIED_KINDS), PENDING_KEPT),
+    ).fetchall()
+    return NoticeCursor(
+        seq,
+        at,
+        tuple(sorted(bytes(row[0]) for row in ids)),
+        tuple(sorted(int(row[0]) for row in pending)),
+    )
 
 
 def since(db: Any, me: bytes, after: NoticeCursor, *, limit: int) -> tuple[list[Notice], bool]:
@@ -61,8 +81,9 @@ def since(db: Any, me: bytes, after: NoticeCursor, *, limit: int) -> tuple[list[
     top = now_cursor(db)
     found: list[Notice] = []
     more = False
+    waited = json.dumps(list(after.pending))  # those pending then, if they count now
     for query in (_replies, _referrals, _references):
-        rows = query(db, me, after.seq, top.seq, limit)
+        rows = query(db, me, after.seq, top.seq, waited, limit)
         more |= len(rows) > limit
         found += rows[:limit]
     rows = _messages(db, after, limit)
@@ -72,7 +93,7 @@ def since(db: Any, me: bytes, after: NoticeCursor, *, limit: int) -> tuple[list[
     return found, more
 
 
-def _replies(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Notice]:
+def _replies(db: Any, me: bytes, low: int, high: int, waited: str, limit: int) -> list[Notice]:
     rows = db.execute(
         "SELECT p.rowid, p.id, p.author, coalesce(pr.name, ''), p.text, p.created_at,"
         " p.community, coalesce(c.name, ''), p.reply_to"
@@ -80,19 +101,20 @@ def _replies(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Notice
         " JOIN posts AS mine ON mine.rowid = (SELECT seq FROM records WHERE id = p.reply_to)"
         " LEFT JOIN profiles AS pr ON pr.member = p.author"
         " LEFT JOIN communities AS c ON c.id = p.community"
-        " WHERE p.rowid > ? AND p.rowid <= ? AND p.reply_to IS NOT NULL"
+        " WHERE (p.rowid > ? AND p.rowid <= ? OR p.rowid IN (SELECT value FROM json_each(?)))"
+        " AND p.reply_to IS NOT NULL"
         " AND mine.author = ? AND mine.community = p.community AND p.author != ?"
         " AND p.deleted = 0 AND p.removed = 0"
         " AND p.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
         " ORDER BY p.rowid DESC LIMIT ?",
-        (low, high, me, me, limit + 1),
+        (low, high, waited, me, me, limit + 1),
     ).fetchall()
     return [
         Notice("reply", r[1], r[2], r[3], r[4], r[5], r[0], r[6], r[7], about=r[8]) for r in rows
     ]
 
 
-def _referrals(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Notice]:
+def _referrals(db: Any, me: bytes, low: int, high: int, waited: str, limit: int) -> list[Notice]:
     rows = db.execute(
         "SELECT r.seq, f.id, f.author, coalesce(pr.name, ''), f.note, f.created_at,"
         " f.community, coalesce(c.name, ''), f.question, f.to_member,"
@@ -104,11 +126,12 @@ def _referrals(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Noti
         " LEFT JOIN profiles AS tp ON tp.member = f.to_member"
         " LEFT JOIN communities AS tc ON tc.id = f.to_community"
         " LEFT JOIN directory AS d ON d.community = f.to_community"
-        " WHERE r.seq > ? AND r.seq <= ? AND r.kind = 'referral' AND r.status = 'allowed'"
+        " WHERE (r.seq > ? AND r.seq <= ? OR r.seq IN (SELECT value FROM json_each(?)))"
+        " AND r.kind = 'referral' AND r.status = 'allowed'"
         " AND q.author = ? AND f.author != ? AND f.deleted = 0"
         " AND f.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
         " ORDER BY r.seq DESC LIMIT ?",
-        (low, high, me, me, limit + 1),
+        (low, high, waited, me, me, limit + 1),
     ).fetchall()
     return [
         Notice(
@@ -134,18 +157,19 @@ def _referrals(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Noti
     ]
 
 
-def _references(db: Any, me: bytes, low: int, high: int, limit: int) -> list[Notice]:
+def _references(db: Any, me: bytes, low: int, high: int, waited: str, limit: int) -> list[Notice]:
     rows = db.execute(
         "SELECT r.seq, f.id, f.author, coalesce(pr.name, ''), f.text, f.created_at,"
         " f.community, coalesce(c.name, ''), f.skill"
         " FROM records AS r JOIN refs AS f ON f.id = r.id"
         " LEFT JOIN profiles AS pr ON pr.member = f.author"
         " LEFT JOIN communities AS c ON c.id = f.community"
-        " WHERE r.seq > ? AND r.seq <= ? AND r.kind = 'reference' AND r.status = 'allowed'"
+        " WHERE (r.seq > ? AND r.seq <= ? OR r.seq IN (SELECT value FROM json_each(?)))"
+        " AND r.kind = 'reference' AND r.status = 'allowed'"
         " AND f.subject = ? AND f.author != ?"
         " AND f.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
         " ORDER BY r.seq DESC LIMIT ?",
-        (low, high, me, me, limit + 1),
+        (low, high, waited, me, me, limit + 1),
     ).fetchall()
     return [
         Notice("reference", r[1], r[2], r[3], r[4], r[5], r[0], r[6], r[7], extra={"skill": r[8]})

@@ -43,6 +43,7 @@ def _cursor_from(value: Any) -> notices.NoticeCursor:
             int(value["seq"]),
             int(value["message_at"]),
             tuple(bytes.fromhex(i) for i in value.get("message_ids", [])),
+            tuple(int(seq) for seq in value.get("pending", [])),
         )
     except (TypeError, KeyError, ValueError, AttributeError):
         raise _error(
@@ -55,6 +56,7 @@ def _cursor_view(cursor: notices.NoticeCursor) -> dict[str, Any]:
         "seq": cursor.seq,
         "message_at": cursor.message_at,
         "message_ids": [i.hex() for i in cursor.message_ids],
+        "pending": list(cursor.pending),
     }
 
 
