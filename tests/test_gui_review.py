@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import shiboken6
 import trio
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtGui import QAction, QShortcut
 from PySide6.QtWidgets import QAbstractButton, QWidget
 from pytestqt.qtbot import QtBot
 
+from kithnet.crypto.kdf import KdfParams
 from kithnet.gui.app import AskDialog, MainWindow
 from kithnet.gui.bridge import Bridge
 from kithnet.localstore.store import Store
@@ -275,3 +276,20 @@ def test_a_reply_that_arrives_before_its_authors_join_is_notified_once_it_counts
         dave = DAVE.public_key.hex()[:12]  # no profile of Dave's has come
         assert notices.look() == [f"{dave} replied to your post in Lofts"]
         assert notices.look() == []  # told once
+
+
+def test_giving_up_while_unlocking_starts_no_node(ann: Member, qtbot: QtBot) -> None:
+    """Closing the unlock dialog while the key is derived stops at once: the node is
+    not started behind the member's back (the app used to wait its 30 s out)."""
+    slow = Member(ann.data_dir.parent, "Slow")
+    with Store.open(slow.data_dir, PASSPHRASE) as store:
+        store.change_passphrase(PASSPHRASE, kdf=KdfParams.new(4, 256 * 1024 * 1024))
+    bridge = Bridge(slow.data_dir, LISTEN)
+    unlocked: list[object] = []
+    bridge.unlocked.connect(unlocked.append)
+    bridge.unlock(PASSPHRASE)
+    bridge.stop(timeout=WAIT / 1000)
+    assert bridge._thread is not None
+    assert not bridge._thread.is_alive()
+    QCoreApplication.processEvents()  # what the finished thread sent is delivered
+    assert unlocked == []

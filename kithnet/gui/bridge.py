@@ -133,8 +133,15 @@ class Bridge(QObject):
         except session.UnlockError as exc:
             self.unlock_failed.emit(str(exc))
             return
+        except Exception as exc:  # whatever it was, the unlock dialog must hear of it
+            self.unlock_failed.emit(in_words(exc))
+            return
         finally:
             loading.join()
+        if self._stopping:  # the member gave up while the key was derived: no node
+            store.close()
+            self.stopped.emit("")
+            return
         message = ""
         try:
             with store:
@@ -158,6 +165,8 @@ class Bridge(QObject):
         self._token = trio.lowlevel.current_trio_token()
         with trio.CancelScope() as scope:
             self._cancel = scope
+            if self._stopping:  # stop() came before the token was there to cancel with
+                scope.cancel()
 
             def ready(node: Node, commands: Commands) -> None:
                 self._commands = commands
