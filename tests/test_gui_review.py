@@ -20,6 +20,7 @@ from pytestqt.qtbot import QtBot
 from kithnet.crypto.kdf import KdfParams
 from kithnet.gui.app import AskDialog, MainWindow
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.panels import SettingsDialog
 from kithnet.localstore.store import Store
 from kithnet.node.notice_commands import NoticeCommands
 from tests import histories
@@ -293,3 +294,24 @@ def test_giving_up_while_unlocking_starts_no_node(ann: Member, qtbot: QtBot) -> 
     assert not bridge._thread.is_alive()
     QCoreApplication.processEvents()  # what the finished thread sent is delivered
     assert unlocked == []
+
+
+def test_a_backup_named_without_a_folder_goes_to_the_home_folder(
+    window: MainWindow, qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not into whatever folder the app was started from (a desktop launcher's may be
+    the root, or the program's own)."""
+    home, elsewhere = tmp_path / "home", tmp_path / "started-here"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    dialog = window.open_settings()
+    assert isinstance(dialog, SettingsDialog)
+    dialog.backup_file.setText("allotments.backup")
+    dialog.backup_passphrase.setText(PASSPHRASE)
+    dialog.backup_button.click()
+    qtbot.waitUntil(dialog.backup_button.isEnabled, timeout=WAIT)
+    assert dialog.backup_note.text().startswith(f"Backup written to {home / 'allotments.backup'}")
+    assert (home / "allotments.backup").exists()
+    assert list(elsewhere.iterdir()) == []
