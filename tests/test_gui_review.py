@@ -20,6 +20,7 @@ from pytestqt.qtbot import QtBot
 from kithnet.crypto.kdf import KdfParams
 from kithnet.gui.app import AskDialog, MainWindow
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.community import DirectoryDialog, InviteDialog
 from kithnet.gui.panels import SettingsDialog
 from kithnet.localstore.store import Store
 from kithnet.node.notice_commands import NoticeCommands
@@ -142,6 +143,22 @@ def test_a_closed_ask_window_stops_asking_the_node_for_referrals(
     # Gone once closed: it no longer asks for referrals on every arrival.
     qtbot.waitUntil(lambda: not shiboken6.isValid(dialog), timeout=WAIT)
     assert window.findChildren(AskDialog) == []
+
+
+def test_closed_invite_and_directory_windows_do_not_pile_up(
+    window: MainWindow, qtbot: QtBot
+) -> None:
+    """Each opening made a new window that, closed, stayed hidden behind the main one,
+    still taking in every answer of the node."""
+    for _ in range(3):
+        invite, directory = window.open_invite(), window.open_directory()
+        assert invite is not None
+        invite.close()
+        directory.close()
+    qtbot.waitUntil(
+        lambda: not window.findChildren(InviteDialog) and not window.findChildren(DirectoryDialog),
+        timeout=WAIT,
+    )
 
 
 # Backups ---------------------------------------------------------------------------------

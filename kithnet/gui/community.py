@@ -984,6 +984,7 @@ def open_invite(window: MainWindow) -> InviteDialog | None:
         _no_community(window)
         return None
     dialog = InviteDialog(window.bridge, community, window)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # not one more hidden each time
     dialog.show()
     return dialog
 
@@ -997,6 +998,7 @@ def open_join(window: MainWindow) -> JoinDialog:
 
 def open_directory(window: MainWindow) -> DirectoryDialog:
     dialog = DirectoryDialog(window.bridge, window)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # not one more hidden each time
     dialog.joined.connect(lambda community: show_community(window, community))
     dialog.show()
     return dialog
