@@ -332,3 +332,62 @@ def test_a_backup_named_without_a_folder_goes_to_the_home_folder(
     assert dialog.backup_note.text().startswith(f"Backup written to {home / 'allotments.backup'}")
     assert (home / "allotments.backup").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_burst_of_replies_bigger_than_one_look_is_told_over_the_next_looks(
+    tmp_path: Path,
+) -> None:
+    """Sixty replies while Carol was away: a look tells at most fifty of a kind, and
+    the next one the ten left (they used to be passed over for good)."""
+    lofts = histories.Community()
+    question = lofts.make(CAROL, kind="post", type="question", text="Who does lofts?")
+    with Store.create(
+        tmp_path / "carol", "carol's passphrase", identity=CAROL, kdf=FAST_KDF
+    ) as store:
+        store.ingest(
+            [r.envelope for r in lofts.state.records.values()]
+            + [lofts.join_record(CAROL).envelope, question.envelope],
+            now=NOW_MS,
+        )
+        notices = _Notices(store)
+        assert notices.look() == []
+        replies = [
+            lofts.make(DAVE, kind="post", type="post", text=f"Reply {i}", reply_to=question.id)
+            for i in range(60)
+        ]
+        store.ingest([lofts.join_record(DAVE).envelope] + [r.envelope for r in replies], now=NOW_MS)
+        first = trio.run(notices.notifications)
+        assert len(first["items"]) == 50
+        assert first["more"]
+        second = trio.run(notices.notifications)
+        assert not second["more"]
+        told = [item["id"] for item in first["items"] + second["items"]]
+        assert sorted(told) == sorted(r.id.hex() for r in replies)  # each once
+        assert notices.look() == []
+
+
+def test_a_burst_of_messages_within_one_millisecond_is_told_once_each(tmp_path: Path) -> None:
+    """Seventy messages, thirty of them taken in at the same millisecond where a look
+    stops: the next look tells the rest of that millisecond, and none twice."""
+    with Store.create(
+        tmp_path / "carol", "carol's passphrase", identity=CAROL, kdf=FAST_KDF
+    ) as store:
+        notices = _Notices(store)
+        assert notices.look() == []
+        times = [NOW_MS + i for i in range(40)] + [NOW_MS + 100] * 30
+        with store.db:
+            store.db.executemany(
+                "INSERT INTO messages (id, peer, direction, text, created_at, received_at,"
+                " state, envelope) VALUES (?, ?, 'in', ?, ?, ?, 'unread', x'00')",
+                [
+                    (bytes([i]) * 32, DAVE.public_key, f"Message {i}", at, at)
+                    for i, at in enumerate(times)
+                ],
+            )
+        first = trio.run(notices.notifications)
+        second = trio.run(notices.notifications)
+        assert (len(first["items"]), first["more"]) == (50, True)
+        assert (len(second["items"]), second["more"]) == (20, False)
+        told = sorted(item["text"] for item in first["items"] + second["items"])
+        assert told == sorted(f"Message {i}" for i in range(70))
+        assert notices.look() == []

@@ -75,22 +75,41 @@ def now_cursor(db: Any) -> NoticeCursor:
     )
 
 
-def since(db: Any, me: bytes, after: NoticeCursor, *, limit: int) -> tuple[list[Notice], bool]:
-    """The notices that arrived after `after` (up to `now_cursor(db)`), oldest first; at
-    most `limit` of each kind, the newest ones, and whether some were left out."""
+def since(
+    db: Any, me: bytes, after: NoticeCursor, *, limit: int
+) -> tuple[list[Notice], bool, NoticeCursor]:
+    """The notices that arrived after `after`, oldest first: at most `limit` of each
+    kind, the oldest ones; whether more are left; and the cursor to look from next (past
+    what is returned and no further, so what is left is told by the next look)."""
     top = now_cursor(db)
-    found: list[Notice] = []
-    more = False
     waited = json.dumps(list(after.pending))  # those pending then, if they count now
+    late: list[Notice] = []  # pending at the last look, counting now: told in full
+    fresh: list[Notice] = []
+    end = top.seq
     for query in (_replies, _referrals, _references):
-        rows = query(db, me, after.seq, top.seq, waited, limit)
-        more |= len(rows) > limit
-        found += rows[:limit]
-    rows = _messages(db, after, limit)
-    more |= len(rows) > limit
-    found += rows[:limit]
+        rows = query(db, me, after.seq, top.seq, waited, limit + 1 + len(after.pending))
+        late += [n for n in rows if n.order <= after.seq]
+        arrived = [n for n in rows if n.order > after.seq]
+        fresh += arrived
+        if len(arrived) > limit:  # this kind has more: stop at its limit-th
+            end = min(end, arrived[limit - 1].order)
+    found = late + [n for n in fresh if n.order <= end]
+    messages = _messages(db, after, limit)
+    more = end < top.seq or len(messages) > limit
+    message_at, message_ids = top.message_at, top.message_ids
+    if len(messages) > limit:
+        messages = messages[:limit]
+        message_at = messages[-1].order
+        message_ids = tuple(
+            sorted(
+                {n.id for n in messages if n.order == message_at}
+                | (set(after.message_ids) if after.message_at == message_at else set())
+            )
+        )
+    found += messages
     found.sort(key=lambda n: (n.created_at, n.id))
-    return found, more
+    pending = tuple(seq for seq in top.pending if seq <= end)
+    return found, more, NoticeCursor(end, message_at, message_ids, pending)
 
 
 def _replies(db: Any, me: bytes, low: int, high: int, waited: str, limit: int) -> list[Notice]:
@@ -106,8 +125,8 @@ def _replies(db: Any, me: bytes, low: int, high: int, waited: str, limit: int) -
         " AND mine.author = ? AND mine.community = p.community AND p.author != ?"
         " AND p.deleted = 0 AND p.removed = 0"
         " AND p.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
-        " ORDER BY p.rowid DESC LIMIT ?",
-        (low, high, waited, me, me, limit + 1),
+        " ORDER BY p.rowid LIMIT ?",
+        (low, high, waited, me, me, limit),
     ).fetchall()
     return [
         Notice("reply", r[1], r[2], r[3], r[4], r[5], r[0], r[6], r[7], about=r[8]) for r in rows
@@ -130,8 +149,8 @@ def _referrals(db: Any, me: bytes, low: int, high: int, waited: str, limit: int)
         " AND r.kind = 'referral' AND r.status = 'allowed'"
         " AND q.author = ? AND f.author != ? AND f.deleted = 0"
         " AND f.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
-        " ORDER BY r.seq DESC LIMIT ?",
-        (low, high, waited, me, me, limit + 1),
+        " ORDER BY r.seq LIMIT ?",
+        (low, high, waited, me, me, limit),
     ).fetchall()
     return [
         Notice(
@@ -168,8 +187,8 @@ def _references(db: Any, me: bytes, low: int, high: int, waited: str, limit: int
         " AND r.kind = 'reference' AND r.status = 'allowed'"
         " AND f.subject = ? AND f.author != ?"
         " AND f.author NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
-        " ORDER BY r.seq DESC LIMIT ?",
-        (low, high, waited, me, me, limit + 1),
+        " ORDER BY r.seq LIMIT ?",
+        (low, high, waited, me, me, limit),
     ).fetchall()
     return [
         Notice("reference", r[1], r[2], r[3], r[4], r[5], r[0], r[6], r[7], extra={"skill": r[8]})
@@ -183,12 +202,14 @@ def _messages(db: Any, after: NoticeCursor, limit: int) -> list[Notice]:
         " FROM messages AS m LEFT JOIN profiles AS pr ON pr.member = m.peer"
         " WHERE m.direction = 'in' AND m.received_at >= ?"
         " AND m.peer NOT IN (SELECT member FROM marks WHERE mark IN ('mute', 'block'))"
-        " ORDER BY m.received_at DESC, m.id DESC",
+        " ORDER BY m.received_at, m.id",
         (after.message_at,),
     ).fetchall()
     seen = set(after.message_ids)
     fresh = [r for r in rows if not (r[5] == after.message_at and bytes(r[0]) in seen)]
-    return [Notice("message", r[0], r[1], r[2], r[3], r[4], r[5]) for r in fresh[: limit + 1]]
+    return [
+        Notice("message", bytes(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in fresh[: limit + 1]
+    ]
 
 
 def thread_root(db: Any, post: bytes) -> bytes:

@@ -118,7 +118,8 @@ class NoticeCommands:
     ) -> dict[str, Any]:
         """What arrived since `after` (or since the last look this node remembers)
         that the member should hear about: replies to their posts, referrals answering
-        their questions, references about them and messages to them, oldest first.
+        their questions, references about them and messages to them, oldest first; at
+        most `limit` of each kind, and `more` if others are left for the next look.
         The first look ever starts from now. With `save`, the node remembers the
         answer's `cursor`, so the next look without `after` starts there."""
         if not 1 <= limit <= MAX_RESULTS:
@@ -130,8 +131,7 @@ class NoticeCommands:
             cursor = notices.now_cursor(self.store.db)
         else:
             start = _cursor_from(stored)
-            cursor = notices.now_cursor(self.store.db)
-            found, more = notices.since(
+            found, more, cursor = notices.since(
                 self.store.db, self.store.identity.public_key, start, limit=limit
             )
         if save:
