@@ -20,7 +20,13 @@ from pytestqt.qtbot import QtBot
 from kithnet.crypto.kdf import KdfParams
 from kithnet.gui.app import AskDialog, MainWindow
 from kithnet.gui.bridge import Bridge
-from kithnet.gui.community import DirectoryDialog, InviteDialog
+from kithnet.gui.community import (
+    DirectoryDialog,
+    InviteDialog,
+    JoinDialog,
+    ModerationDialog,
+    NewCommunityDialog,
+)
 from kithnet.gui.panels import SettingsDialog
 from kithnet.localstore.store import Store
 from kithnet.node.notice_commands import NoticeCommands
@@ -145,20 +151,33 @@ def test_a_closed_ask_window_stops_asking_the_node_for_referrals(
     assert window.findChildren(AskDialog) == []
 
 
-def test_closed_invite_and_directory_windows_do_not_pile_up(
-    window: MainWindow, qtbot: QtBot
-) -> None:
+def test_closed_community_windows_do_not_pile_up(window: MainWindow, qtbot: QtBot) -> None:
     """Each opening made a new window that, closed, stayed hidden behind the main one,
     still taking in every answer of the node."""
+    kinds = (InviteDialog, DirectoryDialog, NewCommunityDialog, JoinDialog, ModerationDialog)
     for _ in range(3):
-        invite, directory = window.open_invite(), window.open_directory()
-        assert invite is not None
-        invite.close()
-        directory.close()
-    qtbot.waitUntil(
-        lambda: not window.findChildren(InviteDialog) and not window.findChildren(DirectoryDialog),
-        timeout=WAIT,
-    )
+        opened = [
+            window.open_invite(),
+            window.open_directory(),
+            window.open_new_community(),
+            window.open_join(),
+            window.open_moderation(),
+        ]
+        for dialog in opened:
+            assert dialog is not None
+            dialog.close()
+    qtbot.waitUntil(lambda: not any(window.findChildren(kind) for kind in kinds), timeout=WAIT)
+
+
+def test_a_community_made_then_its_window_closed_at_once_still_opens(
+    window: MainWindow, qtbot: QtBot
+) -> None:
+    made = window.open_new_community()
+    made.name.setText("Tool Library")
+    made.create_button.click()
+    made.close()  # before the node has answered
+    qtbot.waitUntil(lambda: window.sidebar.currentIndex().data() == "Tool Library", timeout=WAIT)
+    qtbot.waitUntil(lambda: not window.findChildren(NewCommunityDialog), timeout=WAIT)
 
 
 # Backups ---------------------------------------------------------------------------------
