@@ -162,9 +162,19 @@ class AskDialog(QDialog):
         bridge.answered.connect(self._answered)
         bridge.failed.connect(self._failed)
         bridge.arrived.connect(self.look_for_referrals)
-        # Closed, it is gone: else each closed Ask window would go on asking the node
-        # for referrals whenever anything arrives, one more with each question asked.
-        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        # Closed, it is gone (once a join it asked for is answered, so the community
+        # still opens): else each closed Ask window would go on asking the node for
+        # referrals whenever anything arrives, one more with each question asked.
+        self._closed = False
+        self.rejected.connect(self._close)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._go_if_done()
+
+    def _go_if_done(self) -> None:
+        if self._closed and self._joining is None and not self.isVisible():
+            self.deleteLater()
 
     def ask(self) -> None:
         skills = self.skills.text().split()
@@ -178,7 +188,7 @@ class AskDialog(QDialog):
         )
 
     def look_for_referrals(self) -> None:
-        if self.question is not None and self._looking is None:
+        if self.question is not None and self._looking is None and not self._closed:
             self._looking = self.bridge.call("referrals", question=self.question)
 
     def _choose(self, view: QListWidget) -> None:
@@ -225,12 +235,14 @@ class AskDialog(QDialog):
             name = str(result.get("community_name", "the community"))
             self.message.setText(f"You joined {name}")
             self.joined.emit(name)
+            self._go_if_done()
 
     def _failed(self, request: int, message: str) -> None:
         if request in (self._asking, self._looking, self._joining):
             self._asking = self._looking = self._joining = None
             self.ask_button.setEnabled(True)
             self.message.setText(message)
+            self._go_if_done()
 
 
 def passphrase_strength(text: str) -> str:
