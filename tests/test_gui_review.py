@@ -6,6 +6,9 @@ on one key sequence."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -413,3 +416,26 @@ def test_a_burst_of_messages_within_one_millisecond_is_told_once_each(tmp_path: 
         told = sorted(item["text"] for item in first["items"] + second["items"])
         assert told == sorted(f"Message {i}" for i in range(70))
         assert notices.look() == []
+
+
+# Cold start ------------------------------------------------------------------------------
+
+GUI_MODULES = ("app", "bridge", "models", "community", "people", "notify", "panels", "palette")
+
+
+def test_no_screen_of_the_app_loads_the_nodes_code_before_the_first_window() -> None:
+    """libp2p takes about 2 s to import: the bridge loads it while the passphrase's key
+    is derived. A GUI module importing it (or the node's commands, which do) at import
+    time would put that before the unlock dialog shows."""
+    probe = (
+        "import sys\n"
+        f"for name in {GUI_MODULES!r}:\n"
+        "    __import__('kithnet.gui.' + name)\n"
+        "heavy = ('libp2p', 'kithnet.node.commands', 'kithnet.node.daemon', 'kithnet.p2p')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "[]"
