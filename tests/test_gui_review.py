@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QAbstractButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from kithnet.crypto.kdf import KdfParams
-from kithnet.gui.app import AskDialog, MainWindow
+from kithnet.gui.app import AskDialog, FirstRunDialog, MainWindow
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.community import (
     DirectoryDialog,
@@ -31,6 +31,7 @@ from kithnet.gui.community import (
     NewCommunityDialog,
 )
 from kithnet.gui.panels import SettingsDialog
+from kithnet.localstore.backup import write_backup
 from kithnet.localstore.store import Store
 from kithnet.node.notice_commands import NoticeCommands
 from tests import histories
@@ -439,3 +440,59 @@ def test_no_screen_of_the_app_loads_the_nodes_code_before_the_first_window() -> 
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+# Restoring on first run ------------------------------------------------------------------
+
+
+def test_first_run_restores_into_the_folder_an_interrupted_start_left_behind(
+    ann: Member, tmp_path: Path, qtbot: QtBot
+) -> None:
+    """The member quit while their first identity was being made (the key derivation
+    takes seconds), which leaves the data folder holding Kithnet's lock file and no
+    store. Restoring a backup there must work: the first-run window offers no other
+    folder, and used to answer only that the folder is not empty."""
+    backup = tmp_path / "ann.backup"
+    with Store.open(ann.data_dir, PASSPHRASE) as store:
+        write_backup(store, backup, PASSPHRASE)
+    folder = tmp_path / "new-computer"
+    folder.mkdir()
+    (folder / "kithnet.lock").write_bytes(b"")  # what the interrupted start left
+    bridge = Bridge(folder, LISTEN)
+    try:
+        dialog = FirstRunDialog(bridge)
+        qtbot.addWidget(dialog)
+        dialog.kdf = FAST_KDF
+        dialog.tabs.setCurrentIndex(1)
+        dialog.backup.setText(str(backup))
+        dialog.backup_passphrase.setText(PASSPHRASE)
+        dialog.restore_button.click()
+        qtbot.waitUntil(lambda: dialog.message.text().startswith("Welcome, Ann"), timeout=WAIT)
+    finally:
+        bridge.stop()
+    with Store.open(folder, PASSPHRASE) as restored:
+        assert restored.identity.public_key == ann.public_key
+
+
+def test_restoring_on_first_run_leaves_a_folder_with_someone_elses_files_alone(
+    ann: Member, tmp_path: Path, qtbot: QtBot
+) -> None:
+    backup = tmp_path / "ann.backup"
+    with Store.open(ann.data_dir, PASSPHRASE) as store:
+        write_backup(store, backup, PASSPHRASE)
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "letter.txt").write_text("Dear Ann")
+    bridge = Bridge(folder, LISTEN)
+    try:
+        dialog = FirstRunDialog(bridge)
+        qtbot.addWidget(dialog)
+        dialog.tabs.setCurrentIndex(1)
+        dialog.backup.setText(str(backup))
+        dialog.backup_passphrase.setText(PASSPHRASE)
+        with qtbot.waitSignal(bridge.unlock_failed, timeout=WAIT):
+            dialog.restore_button.click()
+    finally:
+        bridge.stop()
+    assert "is not empty" in dialog.message.text()
+    assert sorted(p.name for p in folder.iterdir()) == ["letter.txt"]
