@@ -31,6 +31,7 @@ from kithnet.gui.community import (
     NewCommunityDialog,
 )
 from kithnet.gui.panels import SettingsDialog
+from kithnet.gui.people import VouchDialog
 from kithnet.localstore.backup import write_backup
 from kithnet.localstore.store import Store
 from kithnet.node.notice_commands import NoticeCommands
@@ -226,9 +227,13 @@ def _every_screen(window: MainWindow, qtbot: QtBot) -> list[QWidget]:
         window.open_invite(),
         window.open_moderation(),
     ]
+    own = window.open_profile("")
+    qtbot.waitUntil(lambda: own.profile is not None, timeout=WAIT)
+    opened += [own.open_editor(), VouchDialog(window.bridge, "00" * 32, "Bob", ["plumbing"], own)]
     screens: list[QWidget] = [window]
     for screen in opened:
         assert screen is not None
+        screen.show()
         screens.append(screen)
     for shown in screens:
         qtbot.waitExposed(shown, timeout=WAIT)
