@@ -36,7 +36,7 @@ from kithnet.localstore.backup import write_backup
 from kithnet.localstore.store import Store
 from kithnet.node.notice_commands import NoticeCommands
 from tests import histories
-from tests.gui_support import LISTEN, WAIT
+from tests.gui_support import LISTEN, WAIT, ask
 from tests.histories import CAROL, DAVE
 from tests.members import PASSPHRASE, Member
 from tests.strategies import NOW_MS
@@ -501,3 +501,45 @@ def test_restoring_on_first_run_leaves_a_folder_with_someone_elses_files_alone(
         bridge.stop()
     assert "is not empty" in dialog.message.text()
     assert sorted(p.name for p in folder.iterdir()) == ["letter.txt"]
+
+
+# Search ----------------------------------------------------------------------------------
+
+
+def test_search_fills_its_page_from_the_members_communities(ann: Member, qtbot: QtBot) -> None:
+    """Posts of a community the member does not belong to (one they left, or only
+    follow) are stored too, and matched best here: they used to take the page's places
+    and be dropped after, so the page came back short and the app stopped asking for
+    more."""
+    other = histories.Community()
+    other.join(DAVE)
+    with Store.open(ann.data_dir, PASSPHRASE) as store:
+        [allotments] = store.communities()
+        store.publish_many(
+            [
+                {
+                    "kind": "post",
+                    "community": allotments.id,
+                    "type": "post",
+                    "text": f"Courgette {i} on the plot by the shed, and a few beans too",
+                }
+                for i in range(10)
+            ]
+        )
+        store.ingest(
+            [r.envelope for r in other.state.records.values()]
+            + [
+                other.make(DAVE, kind="post", type="post", text="courgette courgette").envelope
+                for _ in range(30)
+            ],
+            now=NOW_MS,
+        )
+    bridge = Bridge(ann.data_dir, LISTEN)
+    try:
+        with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+            bridge.unlock(PASSPHRASE)
+        found = ask(bridge, qtbot, "search", text="courgette", limit=5)
+    finally:
+        bridge.stop()
+    assert len(found["posts"]) == 5
+    assert {p["community_name"] for p in found["posts"]} == {"Allotments"}

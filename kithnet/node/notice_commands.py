@@ -80,8 +80,11 @@ class NoticeCommands:
         posts = []
         if words:
             # Posts of communities the member left or only follows are stored too:
-            # ask for a few more, then keep the member's own communities' posts.
-            found = self.store.search(text, community=where, limit=min(limit * 2, MAX_RESULTS))
+            # the search is over the member's own communities only, so that a page is
+            # full whenever they hold enough matches (the app asks for more only then).
+            found = self.store.search(
+                text, community=where, limit=limit, communities=None if where else list(joined)
+            )
             for post in found:
                 if post.community not in joined:
                     continue
