@@ -163,6 +163,19 @@ class AskDialog(QDialog):
         bridge.answered.connect(self._answered)
         bridge.failed.connect(self._failed)
         bridge.arrived.connect(self.look_for_referrals)
+        # Closed, it is gone (once a join it asked for is answered, so the community
+        # still opens): else each closed Ask window would go on asking the node for
+        # referrals whenever anything arrives, one more with each question asked.
+        self._closed = False
+        self.rejected.connect(self._close)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._go_if_done()
+
+    def _go_if_done(self) -> None:
+        if self._closed and self._joining is None and not self.isVisible():
+            self.deleteLater()
 
     def ask(self) -> None:
         skills = self.skills.text().split()
@@ -176,7 +189,7 @@ class AskDialog(QDialog):
         )
 
     def look_for_referrals(self) -> None:
-        if self.question is not None and self._looking is None:
+        if self.question is not None and self._looking is None and not self._closed:
             self._looking = self.bridge.call("referrals", question=self.question)
 
     def _choose(self, view: QListWidget) -> None:
@@ -223,12 +236,14 @@ class AskDialog(QDialog):
             name = str(result.get("community_name", "the community"))
             self.message.setText(f"You joined {name}")
             self.joined.emit(name)
+            self._go_if_done()
 
     def _failed(self, request: int, message: str) -> None:
         if request in (self._asking, self._looking, self._joining):
             self._asking = self._looking = self._joining = None
             self.ask_button.setEnabled(True)
             self.message.setText(message)
+            self._go_if_done()
 
 
 def passphrase_strength(text: str) -> str:
@@ -429,6 +444,8 @@ class MainWindow(QMainWindow):
         bridge.arrived.connect(self._arrived)
         bridge.answered.connect(self._answered)
         bridge.failed.connect(self._failed)
+        bridge.stopped.connect(self._node_stopped)
+        self.stopped_box: QMessageBox | None = None  # shown if the node stops on its own
         self._posting: int | None = None
         bar = self.menuBar()
         self.menus: dict[str, QMenu] = {  # each screen of the app adds its entry with `add_action`
@@ -588,6 +605,29 @@ class MainWindow(QMainWindow):
             self._posting = None
             self.send.setEnabled(True)
             self.statusBar().showMessage(message)
+
+    def _node_stopped(self, message: str) -> None:
+        """The node stopped without being asked: say so, rather than leave a window
+        that silently does nothing."""
+        if not message:
+            return  # asked to stop (the app is closing)
+        text = (
+            f"{message}. Kithnet is not connected any more: nothing can be posted, "
+            "fetched or received until it is opened again. Everything stored so far is "
+            "kept. Quit Kithnet and open it again."
+        )
+        self.send.setEnabled(False)
+        self.composer.setReadOnly(True)
+        self.statusBar().showMessage(f"{message}: quit Kithnet and open it again")
+        self.stopped_box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Kithnet has stopped",
+            text,
+            QMessageBox.StandardButton.Ok,
+            self,
+        )
+        self.stopped_box.setAccessibleName("Kithnet has stopped")
+        self.stopped_box.open()
 
 
 def _quiet_libraries() -> None:

@@ -47,6 +47,27 @@ def _load_node() -> None:
     import kithnet.node.daemon  # noqa: F401 (imported for its load time, used in _serve)
 
 
+def _reason(message: str) -> str:
+    return f" ({message})" if message else ""
+
+
+def in_words(exc: Exception) -> str:
+    """An exception as the member should read it. Kithnet's own errors are written for
+    them; a file error says what and where; anything else (a database error, a bug) is
+    not shown raw: it is logged, and the member is told what it means for them."""
+    if type(exc).__module__.split(".")[0] == "kithnet":
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    log.error("a command failed", exc_info=exc)
+    return (
+        "Kithnet's node could not do that: something unexpected went wrong "
+        f"({type(exc).__name__}). Nothing you see may have changed; try again, and if it "
+        "happens again, restart Kithnet"
+    )
+
+
 class Bridge(QObject):
     """The app's handle on its node (see the module's docstring)."""
 
@@ -67,6 +88,11 @@ class Bridge(QObject):
         self._cancel: trio.CancelScope | None = None
         self._commands: Commands | None = None
         self._ready = threading.Event()
+        # Requests sent and not yet answered: when the node stops, each is failed, so
+        # no screen waits for ever with its button disabled.
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._stopping = False  # stop() was asked: the node's end is no surprise
 
     # Starting and stopping -------------------------------------------------------------
 
@@ -92,6 +118,7 @@ class Bridge(QObject):
             self._thread.join(0 if self._token is not None else 5)
             if self._thread.is_alive():
                 return  # the node runs already
+        self._stopping = False
         self._thread = threading.Thread(
             target=self._run, args=(open_store,), name="kithnet-node", daemon=True
         )
@@ -107,23 +134,40 @@ class Bridge(QObject):
         except session.UnlockError as exc:
             self.unlock_failed.emit(str(exc))
             return
+        except Exception as exc:  # whatever it was, the unlock dialog must hear of it
+            self.unlock_failed.emit(in_words(exc))
+            return
         finally:
             loading.join()
+        if self._stopping:  # the member gave up while the key was derived: no node
+            store.close()
+            self.stopped.emit("")
+            return
         message = ""
         try:
             with store:
                 trio.run(self._serve, store)
         except Exception as exc:  # the node could not start, or failed: say so
             log.exception("the node stopped")
-            message = str(exc) or type(exc).__name__
+            message = in_words(exc)
         finally:
+            if not message and not self._stopping:
+                message = "Kithnet's node stopped unexpectedly"
             self._ready.set()
+            with self._lock:
+                unanswered, self._pending = sorted(self._pending), set()
+            for request in unanswered:
+                self.failed.emit(
+                    request, f"Kithnet's node stopped before answering{_reason(message)}"
+                )
             self.stopped.emit(message)
 
     async def _serve(self, store: Store) -> None:
         self._token = trio.lowlevel.current_trio_token()
         with trio.CancelScope() as scope:
             self._cancel = scope
+            if self._stopping:  # stop() came before the token was there to cancel with
+                scope.cancel()
 
             def ready(node: Node, commands: Commands) -> None:
                 self._commands = commands
@@ -173,6 +217,7 @@ class Bridge(QObject):
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the node and wait for its thread (everything stored is durable)."""
+        self._stopping = True
         token, scope = self._token, self._cancel
         if token is not None and scope is not None:
             with contextlib.suppress(trio.RunFinishedError):
@@ -195,18 +240,36 @@ class Bridge(QObject):
             try:
                 result = await commands.dispatch(command, args)
             except Exception as exc:  # every failure goes back to the app, in words
-                self.failed.emit(request, str(exc) or type(exc).__name__)
+                if self._settle(request):
+                    self.failed.emit(request, in_words(exc))
             else:
-                self.answered.emit(request, result)
+                if self._settle(request):
+                    self.answered.emit(request, result)
 
         def start() -> None:
-            commands.node.peer.start_soon(run)
+            try:
+                commands.node.peer.start_soon(run)
+            except RuntimeError:  # the node is stopping: its nursery takes no more
+                if self._settle(request):
+                    self.failed.emit(request, "Kithnet's node is stopping")
 
+        with self._lock:
+            self._pending.add(request)
         try:
             token.run_sync_soon(start)
         except trio.RunFinishedError:
+            self._settle(request)
             self._fail_later(request, "the node has stopped")
         return request
+
+    def _settle(self, request: int) -> bool:
+        """Take `request` out of those awaiting an answer; False if it was not there
+        (the node's end already failed it)."""
+        with self._lock:
+            if request not in self._pending:
+                return False
+            self._pending.discard(request)
+            return True
 
     def _fail_later(self, request: int, message: str) -> None:
         """Say a call failed once the caller has the request's number (a failure said

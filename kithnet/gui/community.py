@@ -94,8 +94,21 @@ class _Asking(QDialog):
         self.bridge = bridge
         self.message = _status()
         self._waiting: dict[int, tuple[Callable[[Any], None], Callable[[str], None]]] = {}
+        self._closed = False
         bridge.answered.connect(self._answered)
         bridge.failed.connect(self._failed)
+        # Closed, the dialog goes once nothing it asked is awaited (what it does with
+        # an answer, opening a community just made or joined, still happens): else each
+        # opening would leave one more hidden behind the main window.
+        self.rejected.connect(self._close)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._go_if_done()
+
+    def _go_if_done(self) -> None:
+        if self._closed and not self._waiting and not self.isVisible():
+            self.deleteLater()
 
     def request(
         self,
@@ -135,11 +148,13 @@ class _Asking(QDialog):
         handlers = self._waiting.pop(request, None)
         if handlers is not None:
             handlers[0](result)
+            self._go_if_done()
 
     def _failed(self, request: int, message: str) -> None:
         handlers = self._waiting.pop(request, None)
         if handlers is not None:
             handlers[1](message)
+            self._go_if_done()
 
 
 # Models -------------------------------------------------------------------------------

@@ -385,7 +385,7 @@ class Notifier(QObject):
         for item in items:
             self.notified.emit(item)
         self._pop_up(items, bool(result.get("more")))
-        if self._again:
+        if self._again or result.get("more"):  # the rest is told by the next look
             self._again = False
             self.check()
 

@@ -577,14 +577,14 @@ class SettingsDialog(QDialog):
             self.backup_note.setText("Choose where to write the backup and type your passphrase")
             return
         path = Path(file).expanduser()
+        if not path.is_absolute():  # a bare name: in the home folder, not wherever the
+            path = Path.home() / path  # app happened to be started from
         if path.exists():
             self.backup_note.setText(f"{path} exists already: choose a new file name")
             return
         self.backup_button.setEnabled(False)
         self.backup_note.setText("Writing the backup…")
-        self._ask(
-            "backup", "backup", file=str(path.absolute()), passphrase=self.backup_passphrase.text()
-        )
+        self._ask("backup", "backup", file=str(path), passphrase=self.backup_passphrase.text())
         self.backup_passphrase.clear()
 
     def restore(self) -> None:

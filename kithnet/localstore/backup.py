@@ -33,9 +33,9 @@ from kithnet.crypto.errors import BadKdfParams
 from kithnet.crypto.identity import Identity
 from kithnet.crypto.kdf import KdfParams
 from kithnet.localstore.errors import BackupError, StoreError, StoreExists, WrongPassphrase
-from kithnet.localstore.files import HEADER_NAME, derive_keys, fsync_dir
+from kithnet.localstore.files import HEADER_NAME, DataDirLock, derive_keys, fsync_dir
 from kithnet.localstore.notices import CURSOR_SETTING
-from kithnet.localstore.store import Store
+from kithnet.localstore.store import _OWN_FILE, Store
 
 MAGIC = b"KITHNET-BACKUP\n"
 VERSION = 2  # 2: also direct messages, marks, settings and pictures and files
@@ -299,6 +299,26 @@ def _blob_step(step: Any, data: bytes | None, reader: _Reader) -> None:
         raise reader._damaged(f"a picture or file in it is damaged ({exc})") from exc
 
 
+def _not_ours(data_dir: Path) -> list[Path]:
+    """What `data_dir` holds besides what an interrupted `Store.create` leaves (its lock
+    file, database files and no header), which a restore may clear."""
+    return [p for p in data_dir.iterdir() if not _OWN_FILE.fullmatch(p.name)]
+
+
+def _clear_leftovers(data_dir: Path) -> None:
+    """Remove what an interrupted create left in `data_dir`, holding its lock so that no
+    other process is making a store there meanwhile."""
+    lock = DataDirLock(data_dir, exclusive=True)
+    lock.acquire()
+    try:
+        if (data_dir / HEADER_NAME).exists() or _not_ours(data_dir):
+            raise StoreExists(f"{data_dir} is not empty any more; restore into a new folder")
+        for path in data_dir.iterdir():
+            path.unlink()
+    finally:
+        lock.release()
+
+
 def restore_backup(
     path: Path | str, passphrase: str, data_dir: Path | str, *, kdf: KdfParams | None = None
 ) -> Store:
@@ -310,7 +330,7 @@ def restore_backup(
         raise StoreError(f"{data_dir} is a file; restore into a new folder")
     if (data_dir / HEADER_NAME).exists():
         raise StoreExists(f"{data_dir} already holds a Kithnet store; restore into a new folder")
-    if data_dir.exists() and any(data_dir.iterdir()):
+    if data_dir.exists() and any(_not_ours(data_dir)):
         raise StoreExists(f"{data_dir} is not empty; restore into a new folder")
     try:
         reader = _Reader(path, passphrase)
@@ -361,6 +381,7 @@ def restore_backup(
         store.close()
         store = None
         if data_dir.exists():
+            _clear_leftovers(data_dir)
             data_dir.rmdir()
         os.replace(building, data_dir)
         fsync_dir(data_dir.parent)

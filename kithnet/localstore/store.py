@@ -728,9 +728,16 @@ class Store(DirectoryStore, BlobStore):
         return views.thread(self.db, root)
 
     def search(
-        self, text: str, *, community: bytes | None = None, limit: int = 20
+        self,
+        text: str,
+        *,
+        community: bytes | None = None,
+        limit: int = 20,
+        communities: Sequence[bytes] | None = None,
     ) -> list[views.Post]:
-        return views.search_posts(self.db, text, community=community, limit=limit)
+        return views.search_posts(
+            self.db, text, community=community, limit=limit, communities=communities
+        )
 
     def offers_by(
         self, member: bytes, communities: list[bytes], *, limit: int = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,14 +247,27 @@ def _fts_terms(text: str) -> str | None:
     return " ".join(terms)
 
 
-def search_posts(db: Any, text: str, *, community: bytes | None, limit: int) -> list[Post]:
-    """Visible posts, questions and offers matching every word, best match first."""
+def search_posts(
+    db: Any,
+    text: str,
+    *,
+    community: bytes | None,
+    limit: int,
+    communities: Sequence[bytes] | None = None,
+) -> list[Post]:
+    """Visible posts, questions and offers matching every word, best match first; in
+    `community`, or in `communities` if given (an empty list matches nothing)."""
     terms = _fts_terms(text)
     if terms is None:
         return []
     match = f"{{text tags area}} : ({terms})"
     if community is not None:
         match = f'scope : "{community.hex()}" AND {match}'
+    elif communities is not None:
+        if not communities:
+            return []
+        scopes = " OR ".join(f'"{c.hex()}"' for c in communities)
+        match = f"scope : ({scopes}) AND {match}"
     bound = db.execute(
         "SELECT rowid FROM posts_fts WHERE posts_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
         (match, RANK_WINDOW - 1),

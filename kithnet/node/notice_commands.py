@@ -43,6 +43,7 @@ def _cursor_from(value: Any) -> notices.NoticeCursor:
             int(value["seq"]),
             int(value["message_at"]),
             tuple(bytes.fromhex(i) for i in value.get("message_ids", [])),
+            tuple(int(seq) for seq in value.get("pending", [])),
         )
     except (TypeError, KeyError, ValueError, AttributeError):
         raise _error(
@@ -55,6 +56,7 @@ def _cursor_view(cursor: notices.NoticeCursor) -> dict[str, Any]:
         "seq": cursor.seq,
         "message_at": cursor.message_at,
         "message_ids": [i.hex() for i in cursor.message_ids],
+        "pending": list(cursor.pending),
     }
 
 
@@ -78,8 +80,11 @@ class NoticeCommands:
         posts = []
         if words:
             # Posts of communities the member left or only follows are stored too:
-            # ask for a few more, then keep the member's own communities' posts.
-            found = self.store.search(text, community=where, limit=min(limit * 2, MAX_RESULTS))
+            # the search is over the member's own communities only, so that a page is
+            # full whenever they hold enough matches (the app asks for more only then).
+            found = self.store.search(
+                text, community=where, limit=limit, communities=None if where else list(joined)
+            )
             for post in found:
                 if post.community not in joined:
                     continue
@@ -116,7 +121,8 @@ class NoticeCommands:
     ) -> dict[str, Any]:
         """What arrived since `after` (or since the last look this node remembers)
         that the member should hear about: replies to their posts, referrals answering
-        their questions, references about them and messages to them, oldest first.
+        their questions, references about them and messages to them, oldest first; at
+        most `limit` of each kind, and `more` if others are left for the next look.
         The first look ever starts from now. With `save`, the node remembers the
         answer's `cursor`, so the next look without `after` starts there."""
         if not 1 <= limit <= MAX_RESULTS:
@@ -128,8 +134,7 @@ class NoticeCommands:
             cursor = notices.now_cursor(self.store.db)
         else:
             start = _cursor_from(stored)
-            cursor = notices.now_cursor(self.store.db)
-            found, more = notices.since(
+            found, more, cursor = notices.since(
                 self.store.db, self.store.identity.public_key, start, limit=limit
             )
         if save:

@@ -75,6 +75,14 @@ class SettingsCommands:
             raise _error(f"{file} is a folder: give the name of a file to write")
         if not target.parent.is_dir():
             raise _error(f"there is no folder {target.parent} to write the backup into")
+        data_dir = self.store.data_dir.resolve()
+        if target.resolve() == data_dir or data_dir in target.resolve().parents:
+            # It could replace the store's own files (its header, its database), and a
+            # backup kept in the data folder is lost with it.
+            raise _error(
+                f"{file} is inside Kithnet's data folder {self.store.data_dir}: write the "
+                "backup somewhere else, best on another disk"
+            )
         await self._check_passphrase(passphrase, "the passphrase")
         try:
             count = write_backup(self.store, target, passphrase)
