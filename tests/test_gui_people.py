@@ -132,7 +132,8 @@ def test_a_profile_shows_who_they_are_their_references_checked_and_why_they_rank
     # among the installers, her Hackney offer alone; Bob, who is, sees both.
     hackney_offer = "Free draught-proofing check for your windows and doors"
     shown = [profile.offers.item(i).text() for i in range(profile.offers.count())]
-    assert len(shown) == 1 and shown[0].startswith(hackney_offer)
+    assert len(shown) == 1
+    assert shown[0].startswith(hackney_offer)
     assert shown[0].endswith("in Hackney Neighbours")
     assert profile.shared.text() == "Hackney Neighbours"
     seen_by_bob = call(peers["Bob"][0], "profile", {"member": "Cat"})
