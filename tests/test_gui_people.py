@@ -343,6 +343,9 @@ def test_messages_go_both_ways_with_unread_counts(
 
     qtbot.waitUntil(delivered, timeout=WAIT)
     assert conversation.index(0).data().startswith("You · ")
+    # The new conversation is listed, and marked in the list as the one open.
+    qtbot.waitUntil(lambda: messages.conversations.row_of(bob) >= 0, timeout=WAIT)
+    assert messages.list_view.currentIndex().row() == messages.conversations.row_of(bob)
     assert (
         conversation.index(0).data().endswith(" · delivered\nHi Bob, is the ladder free on Sunday?")
     )

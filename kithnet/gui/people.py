@@ -989,7 +989,9 @@ class MessagesWindow(_Asking, QWidget):
         self.send_button.clicked.connect(self.send)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.send)
         self.list_view.selectionModel().currentChanged.connect(self._chosen)
+        # The open conversation stays marked in the list, also when it is the first one.
         self.conversations.modelReset.connect(self._reselect)
+        self.conversations.rowsInserted.connect(self._reselect)
         for changed in (
             self.conversations.modelReset,
             self.conversations.dataChanged,
