@@ -271,7 +271,7 @@ def test_asking_shows_ranked_providers_then_a_referral_to_join_in_one_click(
     )
     qtbot.waitUntil(lambda: ask.referrals.count() == 1, timeout=30_000)
     assert ask.referrals.item(0).text() == (
-        "Bob (trust 0.00) points you to Solar & Insulation Installers"
+        "Bob (your trust: none yet) points you to Solar & Insulation Installers"
     )
     ask.referrals.setCurrentRow(0)
     assert ask.join_button.isEnabled()

@@ -214,7 +214,9 @@ class AskDialog(QDialog):
             self.referrals.clear()
             for r in result["referrals"]:
                 where = r["community_name"] or r["member_name"] or "someone"
-                item = QListWidgetItem(f"{r['by']} (trust {r['trust']:.2f}) points you to {where}")
+                # As the profile says it: "none yet" rather than a bare 0.00.
+                trust = f"{r['trust']:.2f}" if r["trust"] else "none yet"
+                item = QListWidgetItem(f"{r['by']} (your trust: {trust}) points you to {where}")
                 item.setData(ItemRole, r["invite"])
                 self.referrals.addItem(item)
         elif request == self._joining and isinstance(result, dict):
