@@ -371,7 +371,7 @@ class VouchDialog(_Asking, QDialog):
         form = QFormLayout()
         form.addRow("Skill", self.skill)
         form.addRow("What they did", self.text)
-        form.addRow("You", self.relationship)
+        form.addRow("How you know them", self.relationship)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(cancel)
