@@ -488,6 +488,18 @@ def running_demo(app: QApplication) -> Iterator[Demo]:
                 window.move(40, 40)
                 window.show()
                 running = Demo(app, window, peers, Path(folder))
+                # Each screen can be taken alone: the demo as a member finds it, ready.
+                wait_until(lambda: window.communities.rowCount() > 0, "You's communities")
+                wait_until(
+                    lambda: len(running.ask("peers")["connected"]) == 3,
+                    "connecting to the three peers",
+                )
+
+                def in_touch() -> bool:  # the peers follow Hackney's topic: posts reach them
+                    shared = running.ask("status")["communities"]
+                    return any(c["name"] == demo.HACKNEY and c["peers"] == 3 for c in shared)
+
+                wait_until(in_touch, "the three peers following Hackney Neighbours")
                 try:
                     yield running
                 finally:
