@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QLineEdit,
+    QListWidget,
     QPlainTextEdit,
     QPushButton,
     QTabWidget,
@@ -34,6 +35,7 @@ from pytestqt.qtbot import QtBot
 
 from kithnet.gui.app import AskDialog, FirstRunDialog, MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.palette import use_scheme
 from kithnet.gui.people import ProfileDialog
 from kithnet.node import demo
@@ -308,3 +310,24 @@ def test_the_feed_and_the_sidebar_are_readable_in_the_dark_and_light_palettes(
     assert demo.HACKNEY in window.sidebar.currentIndex().data()
     _, best = text_on_background(window.sidebar.viewport(), chosen_row)
     assert best >= 3, f"the chosen community's name has a contrast of {best:.1f}:1"
+
+
+@pytest.mark.parametrize("chosen", [Qt.ColorScheme.Light, Qt.ColorScheme.Dark])
+def test_an_empty_list_says_what_goes_there_until_a_row_comes(
+    qtbot: QtBot, scheme: Callable[[Qt.ColorScheme], None], chosen: Qt.ColorScheme
+) -> None:
+    """The words are drawn, readable (at least 3:1 in either palette), told to screen
+    readers, and gone once the list has a row."""
+    scheme(chosen)
+    view = QListWidget()
+    qtbot.addWidget(view)
+    view.resize(320, 160)
+    say_when_empty(view, "No invites yet: create one above and send its code")
+    view.show()
+    qtbot.waitExposed(view)
+    _, best = text_on_background(view.viewport())
+    assert best >= 3, f"the words have a contrast of {best:.1f}:1"
+    assert view.accessibleDescription() == "No invites yet: create one above and send its code"
+    view.addItem("")  # a row (without words of its own): the placeholder goes
+    _, best = text_on_background(view.viewport())
+    assert best < 1.5

@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from kithnet.crypto.invite import qr_matrix
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.models import ItemRole, _Answers
 
 if TYPE_CHECKING:
@@ -398,6 +399,7 @@ class InviteDialog(_Asking):
         self.invites = InvitesModel(bridge, self)
         self.list = QListView()
         self.list.setAccessibleName("Invites to this community")
+        say_when_empty(self.list, "No invites yet: create one above and send its code")
         self.list.setModel(self.invites)
         self.list.setWordWrap(True)
         self.withdraw_button = _button("Withdraw", "Withdraw the chosen invite")
@@ -596,6 +598,10 @@ class DirectoryDialog(_Asking):
         self.listings = DirectoryModel(bridge, self)
         self.list = QListView()
         self.list.setAccessibleName("Public communities")
+        say_when_empty(
+            self.list,
+            "No listed community matches: try other words, or ask other nodes for theirs",
+        )
         self.list.setModel(self.listings)
         self.list.setWordWrap(True)
         self.list.setSpacing(2)  # a listing is three lines: keep them apart
@@ -787,6 +793,11 @@ class ModerationDialog(_Asking):
         log_tab = QWidget()
         self.log_list = QListView()
         self.log_list.setAccessibleName("Moderation log")
+        say_when_empty(
+            self.log_list,
+            "Nothing removed or banned yet: each removal and ban shows here, with its "
+            "reason, for every member to see",
+        )
         self.log_list.setModel(self.log)
         self.log_list.setWordWrap(True)
         QVBoxLayout(log_tab).addWidget(self.log_list)

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from kithnet.gui.app import passphrase_strength
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.models import Index, _Answers
 from kithnet.node import session
 
@@ -132,6 +133,10 @@ class NetworkPanel(QDockWidget):
         self.peers = PeersModel(bridge, self)
         self.peers_view = QListView()
         self.peers_view.setAccessibleName("Connected peers")
+        say_when_empty(
+            self.peers_view,
+            "No peer connected yet: your node looks for the members of your communities",
+        )
         self.peers_view.setModel(self.peers)
         # A peer shares several communities: wrap the line, the dock is narrow.
         self.peers_view.setWordWrap(True)

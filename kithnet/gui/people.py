@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from kithnet.core.fields import Text, normalise_tag
 from kithnet.core.kinds import KINDS
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.models import PAGE, Index, ItemRole, _Answers
 
 # How a reference's author knows its subject, as the profile says it, and as the
@@ -955,6 +956,9 @@ class MessagesWindow(_Asking, QWidget):
         self.conversations = ConversationsModel(bridge, self)
         self.list_view = QListView()
         self.list_view.setAccessibleName("Conversations")
+        say_when_empty(
+            self.list_view, "No conversations yet: open a member's profile and press Message"
+        )
         self.list_view.setModel(self.conversations)
         self.list_view.setWordWrap(True)
         self.list_view.setSpacing(3)
@@ -964,6 +968,7 @@ class MessagesWindow(_Asking, QWidget):
         self.title.setAccessibleName("Conversation with")
         self.messages_view = QListView()
         self.messages_view.setAccessibleName("Messages")
+        say_when_empty(self.messages_view, "No messages yet: write the first one below")
         self.messages_view.setWordWrap(True)
         self.messages_view.setAlternatingRowColors(True)
         self.messages_view.setSpacing(3)
