@@ -165,6 +165,24 @@ class AskDialog(QDialog):
         bridge.failed.connect(self._failed)
         bridge.arrived.connect(self.look_for_referrals)
 
+    def set_communities(self, names: Sequence[str]) -> None:
+        """The communities to ask in, as the main window lists them now (the one
+        chosen stays chosen)."""
+        chosen = self.where.currentText()
+        self.where.clear()
+        self.where.addItems(list(names))
+        if chosen in names:
+            self.where.setCurrentText(chosen)
+
+    def follow(self, communities: CommunitiesModel) -> None:
+        """Keep "Ask in" as `communities` lists them: the list may still be loading
+        when the dialog opens, or the member may join one meanwhile."""
+        self._communities = communities
+        communities.modelReset.connect(self._listed)  # a method: gone with the dialog
+
+    def _listed(self) -> None:
+        self.set_communities([row["name"] for row in self._communities.rows])
+
     def ask(self) -> None:
         skills = self.skills.text().split()
         if not self.text.text().strip() or not skills:
@@ -479,6 +497,7 @@ class MainWindow(QMainWindow):
     def open_ask(self) -> AskDialog:
         names = [row["name"] for row in self.communities.rows]
         dialog = AskDialog(self.bridge, names, self)
+        dialog.follow(self.communities)
         dialog.joined.connect(lambda _name: self.communities.refresh())
         dialog.show()
         return dialog
