@@ -38,9 +38,8 @@ from PySide6.QtWidgets import (
 )
 
 from kithnet.crypto.kdf import KdfParams
-from kithnet.gui import community, notify
+from kithnet.gui import community, empty, notify
 from kithnet.gui.bridge import Bridge
-from kithnet.gui.empty import say_when_empty
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
 from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
@@ -129,7 +128,7 @@ class AskDialog(QDialog):
         self.places.setWordWrap(True)
         self.referrals = QListWidget()
         self.referrals.setAccessibleName("Referrals")
-        say_when_empty(self.referrals, "Members' answers appear here as they come")
+        empty.say_when_empty(self.referrals, "Members' answers appear here as they come")
         self.referrals.setWordWrap(True)
         self.join_button = QPushButton("Join the chosen community")
         self.join_button.setAccessibleName("Join the chosen community")
