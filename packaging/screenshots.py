@@ -70,6 +70,32 @@ def settle(milliseconds: int = 400) -> None:
     loop.exec()
 
 
+def ask(bridge: Bridge, command: str, **args: Any) -> Any:
+    """A command's answer from the bridge's node (listening before asking)."""
+    answers: dict[str, Any] = {}
+    request = -1
+
+    def answered(number: int, result: object) -> None:
+        if number == request:
+            answers["result"] = result
+
+    def failed(number: int, message: str) -> None:
+        if number == request:
+            answers["error"] = message
+
+    bridge.answered.connect(answered)
+    bridge.failed.connect(failed)
+    try:
+        request = bridge.call(command, **args)
+        wait_until(lambda: answers, f"the answer to {command}")
+    finally:
+        bridge.answered.disconnect(answered)
+        bridge.failed.disconnect(failed)
+    if "error" in answers:
+        raise RuntimeError(f"{command}: {answers['error']}")
+    return answers["result"]
+
+
 @dataclass
 class Demo:
     """The running demo: You's main window on its node, and the three peers' data
@@ -90,28 +116,7 @@ class Demo:
 
     def ask(self, command: str, **args: Any) -> Any:
         """A command's answer from You's node (listening before asking)."""
-        answers: dict[str, Any] = {}
-        request = -1
-
-        def answered(number: int, result: object) -> None:
-            if number == request:
-                answers["result"] = result
-
-        def failed(number: int, message: str) -> None:
-            if number == request:
-                answers["error"] = message
-
-        self.bridge.answered.connect(answered)
-        self.bridge.failed.connect(failed)
-        try:
-            request = self.bridge.call(command, **args)
-            wait_until(lambda: answers, f"the answer to {command}")
-        finally:
-            self.bridge.answered.disconnect(answered)
-            self.bridge.failed.disconnect(failed)
-        if "error" in answers:
-            raise RuntimeError(f"{command}: {answers['error']}")
-        return answers["result"]
+        return ask(self.bridge, command, **args)
 
     def as_peer(self, name: str, command: str, **args: Any) -> Any:
         """Run a command on a peer's running node (Bob, Cat or Dan)."""
@@ -483,23 +488,25 @@ def running_demo(app: QApplication) -> Iterator[Demo]:
                 wait_until(lambda: started, "unlocking You's node")
                 if "error" in started:
                     raise RuntimeError(f"the demo did not unlock: {started['error']}")
+                # Each screen can be taken alone, on the demo as a member finds it once
+                # their node is in touch: the window opens on a node whose peers are
+                # connected and follow Hackney's topic (its pictures can be fetched).
+                wait_until(
+                    lambda: len(ask(bridge, "peers")["connected"]) == 3,
+                    "connecting to the three peers",
+                )
+
+                def in_touch() -> bool:
+                    shared = ask(bridge, "status")["communities"]
+                    return any(c["name"] == demo.HACKNEY and c["peers"] == 3 for c in shared)
+
+                wait_until(in_touch, "the three peers following Hackney Neighbours")
                 window = MainWindow(bridge)
                 window.setWindowTitle("Kithnet (demo: nothing here is kept)")
                 window.move(40, 40)
                 window.show()
                 running = Demo(app, window, peers, Path(folder))
-                # Each screen can be taken alone: the demo as a member finds it, ready.
                 wait_until(lambda: window.communities.rowCount() > 0, "You's communities")
-                wait_until(
-                    lambda: len(running.ask("peers")["connected"]) == 3,
-                    "connecting to the three peers",
-                )
-
-                def in_touch() -> bool:  # the peers follow Hackney's topic: posts reach them
-                    shared = running.ask("status")["communities"]
-                    return any(c["name"] == demo.HACKNEY and c["peers"] == 3 for c in shared)
-
-                wait_until(in_touch, "the three peers following Hackney Neighbours")
                 try:
                     yield running
                 finally:
