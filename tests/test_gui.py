@@ -271,10 +271,17 @@ def test_asking_shows_ranked_providers_then_a_referral_to_join_in_one_click(
     )
     qtbot.waitUntil(lambda: ask.referrals.count() == 1, timeout=30_000)
     assert ask.referrals.item(0).text() == (
-        "Bob (trust 0.00) points you to Solar & Insulation Installers"
+        "Bob (your trust: none yet) points you to Solar & Insulation Installers"
     )
     ask.referrals.setCurrentRow(0)
     assert ask.join_button.isEnabled()
     qtbot.mouseClick(ask.join_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
     qtbot.waitUntil(lambda: ask.message.text().startswith("You joined"), timeout=60_000)
     qtbot.waitUntil(lambda: window.communities.rowCount() == 2, timeout=30_000)
+
+    # The community just joined can be asked in next, and the one asked in stays chosen.
+    def places() -> list[str]:
+        return [ask.where.itemText(i) for i in range(ask.where.count())]
+
+    qtbot.waitUntil(lambda: "Solar & Insulation Installers" in places(), timeout=WAIT)
+    assert ask.where.currentText() == "Hackney Neighbours"

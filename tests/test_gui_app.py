@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QLineEdit,
+    QListWidget,
     QPlainTextEdit,
     QPushButton,
     QTabWidget,
@@ -32,11 +33,13 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from kithnet.gui.app import AskDialog, FirstRunDialog, UnlockDialog
+from kithnet.gui.app import AskDialog, FirstRunDialog, MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.palette import use_scheme
+from kithnet.gui.people import ProfileDialog
 from kithnet.node import demo
-from tests.gui_support import LISTEN, WAIT, DemoApp
+from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 
 # What a member can press, type into or choose from.
 INTERACTIVE = (
@@ -126,21 +129,93 @@ def text_on_background(widget: QWidget, area: QRect | None = None) -> tuple[floa
 
 # The screens -------------------------------------------------------------------------------
 
-Opener = Callable[[DemoApp, Path], QWidget]
+# An opener gets the running demo, a spare folder and qtbot (to wait for what a screen
+# shows once the node answers: some controls appear only then).
+Opener = Callable[[DemoApp, Path, QtBot], QWidget]
 
 
-def _ask(app: DemoApp, folder: Path) -> QWidget:
+def _ask(app: DemoApp, folder: Path, qtbot: QtBot) -> QWidget:
     dialog = app[0].open_ask()
     assert isinstance(dialog, AskDialog)
     return dialog
 
 
+def _profile(name: str) -> Callable[[DemoApp, Path, QtBot], ProfileDialog]:
+    def open_profile(app: DemoApp, folder: Path, qtbot: QtBot) -> ProfileDialog:
+        window = app[0]
+        dialog = window.open_profile(ask(window.bridge, qtbot, "references", member=name)["member"])
+        qtbot.waitUntil(lambda: dialog.profile is not None, timeout=WAIT)
+        qtbot.waitUntil(lambda: dialog.references.rowCount() > 0 or name == "You", timeout=WAIT)
+        return dialog
+
+    return open_profile
+
+
+def _vouch(app: DemoApp, folder: Path, qtbot: QtBot) -> QWidget:
+    form = _profile("Cat")(app, folder, qtbot).open_vouch()
+    assert form is not None
+    return form
+
+
+def _messages(app: DemoApp, folder: Path, qtbot: QtBot) -> QWidget:
+    window = app[0]
+    bob = ask(window.bridge, qtbot, "references", member="Bob")["member"]
+    return window.open_messages(bob)  # a conversation open: its composer and buttons shown
+
+
+def _in(community: str, open_it: Callable[[MainWindow], QWidget | None]) -> Opener:
+    """An opener of a screen about the community called `community`, chosen first."""
+
+    def opener(app: DemoApp, folder: Path, qtbot: QtBot) -> QWidget:
+        window = app[0]
+        names = [row["name"] for row in window.communities.rows]
+        if community not in names:
+            window.communities.refresh()
+            qtbot.waitUntil(
+                lambda: community in [row["name"] for row in window.communities.rows],
+                timeout=WAIT,
+            )
+            names = [row["name"] for row in window.communities.rows]
+        window.sidebar.setCurrentIndex(window.communities.index(names.index(community)))
+        shown = open_it(window)
+        assert shown is not None
+        return shown
+
+    return opener
+
+
+def _moderation_of_my_own(app: DemoApp, folder: Path, qtbot: QtBot) -> QWidget:
+    """Moderation where You is the owner: roles, bans and the log, not only leaving."""
+    ask(app[0].bridge, qtbot, "community.create", name="Repair Café")
+    return _in("Repair Café", MainWindow.open_moderation)(app, folder, qtbot)
+
+
+def _notifications(app: DemoApp, folder: Path, qtbot: QtBot) -> QWidget:
+    app[0].notifications.toggle()
+    return app[0].notifications.dock
+
+
 # name -> a function that opens the screen on the running demo (and a spare folder).
 SCREENS: dict[str, Opener] = {
-    "unlock": lambda app, folder: UnlockDialog(Bridge(folder / "member", LISTEN)),
-    "first run": lambda app, folder: FirstRunDialog(Bridge(folder / "new member", LISTEN)),
-    "main window": lambda app, folder: app[0],
+    "unlock": lambda app, folder, qtbot: UnlockDialog(Bridge(folder / "member", LISTEN)),
+    "first run": lambda app, folder, qtbot: FirstRunDialog(Bridge(folder / "new member", LISTEN)),
+    "main window": lambda app, folder, qtbot: app[0],
     "ask": _ask,
+    "profile": _profile("Cat"),
+    "own profile": _profile("You"),
+    "vouch": _vouch,
+    "messages": _messages,
+    "members": lambda app, folder, qtbot: app[0].open_members(),
+    "new community": lambda app, folder, qtbot: app[0].open_new_community(),
+    "invite": _in(demo.HACKNEY, MainWindow.open_invite),
+    "join": lambda app, folder, qtbot: app[0].open_join(),
+    "directory": lambda app, folder, qtbot: app[0].open_directory(),
+    "moderation as a member": _in(demo.HACKNEY, MainWindow.open_moderation),
+    "moderation as the owner": _moderation_of_my_own,
+    "search": lambda app, folder, qtbot: app[0].open_search(),
+    "notifications": _notifications,
+    "network": lambda app, folder, qtbot: app[0].open_network(),
+    "settings": lambda app, folder, qtbot: app[0].open_settings(),
 }
 
 
@@ -163,8 +238,8 @@ def test_every_control_of_every_screen_has_an_accessible_name(
 ) -> None:
     found = {}
     for name, opener in SCREENS.items():
-        window = opener(shown_demo, tmp_path)
-        if window is not shown_demo[0]:
+        window = opener(shown_demo, tmp_path, qtbot)
+        if window.isWindow() and window is not shown_demo[0]:
             qtbot.addWidget(window)
         found[name] = unnamed_controls(window)
     assert found == {name: [] for name in SCREENS}
@@ -235,3 +310,24 @@ def test_the_feed_and_the_sidebar_are_readable_in_the_dark_and_light_palettes(
     assert demo.HACKNEY in window.sidebar.currentIndex().data()
     _, best = text_on_background(window.sidebar.viewport(), chosen_row)
     assert best >= 3, f"the chosen community's name has a contrast of {best:.1f}:1"
+
+
+@pytest.mark.parametrize("chosen", [Qt.ColorScheme.Light, Qt.ColorScheme.Dark])
+def test_an_empty_list_says_what_goes_there_until_a_row_comes(
+    qtbot: QtBot, scheme: Callable[[Qt.ColorScheme], None], chosen: Qt.ColorScheme
+) -> None:
+    """The words are drawn, readable (at least 3:1 in either palette), told to screen
+    readers, and gone once the list has a row."""
+    scheme(chosen)
+    view = QListWidget()
+    qtbot.addWidget(view)
+    view.resize(320, 160)
+    say_when_empty(view, "No invites yet: create one above and send its code")
+    view.show()
+    qtbot.waitExposed(view)
+    _, best = text_on_background(view.viewport())
+    assert best >= 3, f"the words have a contrast of {best:.1f}:1"
+    assert view.accessibleDescription() == "No invites yet: create one above and send its code"
+    view.addItem("")  # a row (without words of its own): the placeholder goes
+    _, best = text_on_background(view.viewport())
+    assert best < 1.5

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import zxingcpp
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -138,6 +138,11 @@ def test_a_new_community_an_invite_as_text_and_qr_code_and_a_peer_joins_with_it(
     # The QR code the member sees scans back to the very same code.
     [scanned] = zxingcpp.read_barcodes(invite.qr.pixmap().toImage())
     assert scanned.text.lower() == code
+    # ...and it is shown whole, as the member's phone sees it on the screen.
+    qtbot.waitUntil(lambda: invite.qr.height() >= invite.qr.pixmap().height(), timeout=WAIT)
+    shown = invite.qr.grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    [seen] = zxingcpp.read_barcodes(shown)
+    assert seen.text.lower() == code
     qtbot.waitUntil(lambda: invite.invites.rowCount() == 1, timeout=WAIT)
     assert invite.invites.index(0).data().startswith("Open: made by you on ")
 
@@ -186,6 +191,12 @@ def test_joining_with_a_pasted_code_says_what_is_wrong_and_then_opens_the_commun
     code = call(cat, "invite.create", {"community": INSTALLERS})["code"]
     mistyped = code[:40] + ("a" if code[40] != "a" else "b") + code[41:]
     assert attempt(mistyped).startswith("The invite code was mistyped or cut short")
+    # Two lines of words: the dialog grows to show them below the code, not over it.
+    message, box = dialog.message, dialog.code
+    qtbot.waitUntil(
+        lambda: message.height() >= message.heightForWidth(message.width()), timeout=WAIT
+    )
+    assert message.geometry().top() >= box.geometry().bottom()
     assert attempt("hello, can I join?").startswith("This is not a Kithnet invite code")
 
     short = call(cat, "invite.create", {"community": INSTALLERS, "expires": "1s"})

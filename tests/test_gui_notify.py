@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import ItemRole
-from kithnet.gui.notify import SEARCH_PAGE, Notifier, SearchDialog
+from kithnet.gui.notify import CHOOSE_HINT, SEARCH_PAGE, Notifier, SearchDialog
 from kithnet.node import demo
 from kithnet.node.control import ControlError, call
 from kithnet.node.notice_commands import snippet
@@ -165,6 +165,8 @@ def test_replies_messages_references_and_referrals_are_notified_once(
     window.notifications.toggle()
     assert not dock.isHidden()
     assert notifier.model.index(0).data().startswith("● Bob answered your question in Hackney")
+    # Under a list that has notifications, the hint says how to open one.
+    assert dock.message.text() == CHOOSE_HINT
     row = next(r for r in range(notifier.model.rowCount()) if told[r]["kind"] == "reply")
     with qtbot.waitSignal(notifier.post_chosen, timeout=WAIT) as chosen:
         dock.view.activated.emit(notifier.model.index(row))

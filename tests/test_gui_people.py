@@ -16,7 +16,7 @@ from pytestqt.qtbot import QtBot
 from kithnet.gui.app import MainWindow
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import ItemRole
-from kithnet.gui.people import MembersDialog, MessagesWindow, ProfileDialog
+from kithnet.gui.people import OFFERS_HEIGHT, MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
 from kithnet.node.control import call
 from tests.gui_support import LISTEN, WAIT, DemoApp
@@ -135,6 +135,11 @@ def test_a_profile_shows_who_they_are_their_references_checked_and_why_they_rank
     assert len(shown) == 1
     assert shown[0].startswith(hackney_offer)
     assert shown[0].endswith("in Hackney Neighbours")
+    # The box is as high as its one offer: the offer whole, no empty box below it.
+    qtbot.waitUntil(lambda: profile.offers.height() < OFFERS_HEIGHT, timeout=WAIT)
+    offer = profile.offers.visualItemRect(profile.offers.item(0))
+    assert offer.top() >= 0
+    assert offer.bottom() < profile.offers.viewport().height()
     assert profile.shared.text() == "Hackney Neighbours"
     seen_by_bob = call(peers["Bob"][0], "profile", {"member": "Cat"})
     assert seen_by_bob["communities"] == ["Hackney Neighbours", "Solar & Insulation Installers"]
@@ -343,6 +348,9 @@ def test_messages_go_both_ways_with_unread_counts(
 
     qtbot.waitUntil(delivered, timeout=WAIT)
     assert conversation.index(0).data().startswith("You · ")
+    # The new conversation is listed, and marked in the list as the one open.
+    qtbot.waitUntil(lambda: messages.conversations.row_of(bob) >= 0, timeout=WAIT)
+    assert messages.list_view.currentIndex().row() == messages.conversations.row_of(bob)
     assert (
         conversation.index(0).data().endswith(" · delivered\nHi Bob, is the ladder free on Sunday?")
     )

@@ -26,9 +26,10 @@ from pytestqt.qtbot import QtBot
 from kithnet.crypto.invite import InviteCode
 from kithnet.gui.app import MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
-from kithnet.gui.panels import NetworkPanel, SettingsDialog
+from kithnet.gui.panels import NetworkPanel, SettingsDialog, _size
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node import demo, session
+from kithnet.node.control import call
 from tests.gui_support import LISTEN, WAIT, DemoApp
 from tests.members import PASSPHRASE, Member, environment
 
@@ -123,6 +124,22 @@ def test_the_network_panel_shows_the_address_and_the_demo_peers_by_name(
         ),
         timeout=WAIT,
     )
+    # Bob shares a second community, with a long name: his line wraps in the dock
+    # rather than running off its edge.
+    long_name = "Residents of Mare Street, Richmond Road and the Lansdowne Estate"
+    made = ask(window.bridge, qtbot, "community.create", name=long_name)
+    code = ask(window.bridge, qtbot, "invite.create", community=made["id"])["code"]
+    call(_peers["Bob"][0], "join", {"code": code}, timeout=90)
+    qtbot.waitUntil(lambda: any(long_name in row for row in _rows(panel)), timeout=WAIT)
+    bob = next(n for n, row in enumerate(_rows(panel)) if row.startswith("Bob: "))
+
+    def wrapped() -> bool:
+        shown = panel.peers_view.visualRect(panel.peers.index(bob))
+        line = panel.peers_view.fontMetrics().lineSpacing()
+        return shown.right() <= panel.peers_view.viewport().width() and shown.height() > line
+
+    qtbot.waitUntil(wrapped, timeout=WAIT)
+    assert not panel.peers_view.horizontalScrollBar().isVisible()
     assert "Not relaying for others" in panel.relay.text()
     assert "Reached directly" in panel.relay.text()
     assert panel.health.text().startswith("Messages dropped: ")
@@ -256,6 +273,8 @@ def test_changing_the_passphrase_needs_the_current_one_and_then_only_the_new_one
     assert window.menus["kithnet"].actions()[0].shortcut().toString() == "Ctrl+,"
     assert dialog.data_dir.text() == str(ann.data_dir)
     assert window.open_settings() is dialog  # opened again: the same dialog, refreshed
+    # Nothing typed yet: what a good passphrase is, not a verdict on an empty field.
+    assert dialog.strength.text() == "Use at least 10 characters, or a few words"
     # Typed badly: said at once, nothing asked of the node.
     dialog.current.setText(PASSPHRASE)
     dialog.new.setText(NEW_PASSPHRASE)
@@ -488,3 +507,13 @@ def test_status_tells_who_relays_for_whom_and_through_which_relay(tmp_path: Path
     finally:
         rae.kill()
         bob.kill()
+
+
+def test_sizes_read_as_a_member_would_say_them() -> None:
+    """Three figures at most: 1.32 KB, not 1.323 KB (read as 1,323 where the comma
+    is a dot)."""
+    assert _size(1355) == "1.32 KB"
+    assert _size(10 * 1024**2) == "10 MB"
+    assert _size(1024**3) == "1 GB"
+    assert _size(512) == "512 bytes"
+    assert _size(None) == "no limit"

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from kithnet.crypto.kdf import KdfParams
-from kithnet.gui import community, notify
+from kithnet.gui import community, empty, notify
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.feed import FeedView
 from kithnet.gui.models import CommunitiesModel, FeedModel, ItemRole
@@ -129,6 +129,7 @@ class AskDialog(QDialog):
         self.places.setWordWrap(True)
         self.referrals = QListWidget()
         self.referrals.setAccessibleName("Referrals")
+        empty.say_when_empty(self.referrals, "Members' answers appear here as they come")
         self.referrals.setWordWrap(True)
         self.join_button = QPushButton("Join the chosen community")
         self.join_button.setAccessibleName("Join the chosen community")
@@ -176,6 +177,24 @@ class AskDialog(QDialog):
     def _go_if_done(self) -> None:
         if self._closed and self._joining is None and not self.isVisible():
             self.deleteLater()
+
+    def set_communities(self, names: Sequence[str]) -> None:
+        """The communities to ask in, as the main window lists them now (the one
+        chosen stays chosen)."""
+        chosen = self.where.currentText()
+        self.where.clear()
+        self.where.addItems(list(names))
+        if chosen in names:
+            self.where.setCurrentText(chosen)
+
+    def follow(self, communities: CommunitiesModel) -> None:
+        """Keep "Ask in" as `communities` lists them: the list may still be loading
+        when the dialog opens, or the member may join one meanwhile."""
+        self._communities = communities
+        communities.modelReset.connect(self._listed)  # a method: gone with the dialog
+
+    def _listed(self) -> None:
+        self.set_communities([row["name"] for row in self._communities.rows])
 
     def ask(self) -> None:
         skills = self.skills.text().split()
@@ -228,7 +247,9 @@ class AskDialog(QDialog):
             self.referrals.clear()
             for r in result["referrals"]:
                 where = r["community_name"] or r["member_name"] or "someone"
-                item = QListWidgetItem(f"{r['by']} (trust {r['trust']:.2f}) points you to {where}")
+                # As the profile says it: "none yet" rather than a bare 0.00.
+                trust = f"{r['trust']:.2f}" if r["trust"] else "none yet"
+                item = QListWidgetItem(f"{r['by']} (your trust: {trust}) points you to {where}")
                 item.setData(ItemRole, r["invite"])
                 self.referrals.addItem(item)
         elif request == self._joining and isinstance(result, dict):
@@ -492,6 +513,7 @@ class MainWindow(QMainWindow):
     def open_ask(self) -> AskDialog:
         names = [row["name"] for row in self.communities.rows]
         dialog = AskDialog(self.bridge, names, self)
+        dialog.follow(self.communities)
         dialog.joined.connect(lambda _name: self.communities.refresh())
         dialog.show()
         return dialog

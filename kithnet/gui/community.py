@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from kithnet.crypto.invite import qr_matrix
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.models import ItemRole, _Answers
 
 if TYPE_CHECKING:
@@ -75,6 +76,13 @@ def _button(text: str, name: str | None = None, tip: str = "") -> QPushButton:
     if tip:
         button.setToolTip(tip)
     return button
+
+
+def _lines_high(edit: QPlainTextEdit, lines: int) -> None:
+    """Make `edit` exactly `lines` lines of its font high, so no line shows cut in half."""
+    # The margin is above the first line only: below the last the next one would peek out.
+    margin = edit.document().documentMargin() + 2 * edit.frameWidth()
+    edit.setFixedHeight(int(edit.fontMetrics().lineSpacing() * lines + margin))
 
 
 def _status() -> QLabel:
@@ -136,6 +144,11 @@ class _Asking(QDialog):
 
     def say(self, text: str) -> None:
         self.message.setText(in_words(text))
+        # A longer message wraps onto more lines: grow rather than let it overlap the rest.
+        if self.isVisible() and self.message.isVisible():
+            short = self.message.heightForWidth(self.message.width()) - self.message.height()
+            if short > 0:
+                self.resize(self.width(), self.height() + short)
 
     def refresh(self) -> None:
         """Ask again for what the dialog shows."""
@@ -389,7 +402,7 @@ class InviteDialog(_Asking):
         self.code.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.code.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
         self.code.setPlaceholderText("The code appears here: send it to whoever you invite")
-        self.code.setMaximumHeight(110)
+        _lines_high(self.code, 4)
         self.copy_button = _button("Copy", "Copy the code", "Copy the code (Ctrl+Shift+C)")
         self.copy_button.setShortcut(QKeySequence("Ctrl+Shift+C"))
         self.copy_button.setEnabled(False)
@@ -401,6 +414,7 @@ class InviteDialog(_Asking):
         self.invites = InvitesModel(bridge, self)
         self.list = QListView()
         self.list.setAccessibleName("Invites to this community")
+        say_when_empty(self.list, "No invites yet: create one above and send its code")
         self.list.setModel(self.invites)
         self.list.setWordWrap(True)
         self.withdraw_button = _button("Withdraw", "Withdraw the chosen invite")
@@ -426,7 +440,7 @@ class InviteDialog(_Asking):
         layout.addWidget(QLabel("Invites so far"))
         layout.addWidget(self.list)
         layout.addLayout(withdraw_row)
-        self.resize(560, 800)
+        self.resize(560, 720)  # fits a 768-pixel-high screen with its title bar
         self.create_button.clicked.connect(self.make)
         self.copy_button.clicked.connect(self.copy)
         self.withdraw_button.clicked.connect(self.withdraw)
@@ -461,7 +475,9 @@ class InviteDialog(_Asking):
         self.code.setPlainText(code)
         self.copy_button.setEnabled(True)
         self.qr_code = qr_image(code)
-        self.qr.setPixmap(qr_pixmap(code))
+        picture = qr_pixmap(code)
+        self.qr.setPixmap(picture)
+        self.qr.setMinimumSize(picture.size())  # a QR code cut at its edges does not scan
         uses = "anyone who has it" if result.get("uses") is None else f"{result['uses']} person(s)"
         self.say(
             f"Send this code to whoever you invite, or let them scan it: {uses} can join "
@@ -520,7 +536,8 @@ class JoinDialog(_Asking):
         self.code = QPlainTextEdit()
         self.code.setAccessibleName("Invite code")
         self.code.setPlaceholderText("Paste the invite code you were sent (it starts with kith1)")
-        self.code.setMaximumHeight(120)
+        self.code.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)  # one long word
+        _lines_high(self.code, 6)
         self.join_button = _button("Join", "Join the community", "Join (Ctrl+Return)")
         self.join_button.setShortcut(QKeySequence("Ctrl+Return"))
         self.join_button.setDefault(True)
@@ -596,8 +613,13 @@ class DirectoryDialog(_Asking):
         self.listings = DirectoryModel(bridge, self)
         self.list = QListView()
         self.list.setAccessibleName("Public communities")
+        say_when_empty(
+            self.list,
+            "No listed community matches: try other words, or ask other nodes for theirs",
+        )
         self.list.setModel(self.listings)
         self.list.setWordWrap(True)
+        self.list.setSpacing(2)  # a listing is three lines: keep them apart
         self.list.setAlternatingRowColors(True)
         self.join_button = _button("Join", "Join the chosen community", "Join (Ctrl+Return)")
         self.join_button.setShortcut(QKeySequence("Ctrl+Return"))
@@ -786,6 +808,11 @@ class ModerationDialog(_Asking):
         log_tab = QWidget()
         self.log_list = QListView()
         self.log_list.setAccessibleName("Moderation log")
+        say_when_empty(
+            self.log_list,
+            "Nothing removed or banned yet: each removal and ban shows here, with its "
+            "reason, for every member to see",
+        )
         self.log_list.setModel(self.log)
         self.log_list.setWordWrap(True)
         QVBoxLayout(log_tab).addWidget(self.log_list)

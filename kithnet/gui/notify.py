@@ -424,6 +424,10 @@ class Notifier(QObject):
             self.conversation_requested.emit(item["who"])
 
 
+EMPTY_HINT = "Replies, referrals, references and messages appear here"
+CHOOSE_HINT = "Double-click a notification (or press Enter) to open what it is about"
+
+
 class NotificationsDock(QDockWidget):
     """The in-app list of notifications: nothing is lost where there is no tray."""
 
@@ -439,7 +443,7 @@ class NotificationsDock(QDockWidget):
         self.view.setAlternatingRowColors(True)
         self.seen = QPushButton("Mark all as seen")
         self.seen.setAccessibleName("Mark all notifications as seen")
-        self.message = QLabel("Replies, referrals, references and messages appear here")
+        self.message = QLabel(EMPTY_HINT)
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Notifications status")
         self.message.setForegroundRole(QPalette.ColorRole.PlaceholderText)
@@ -452,6 +456,13 @@ class NotificationsDock(QDockWidget):
         self.seen.clicked.connect(notifier.model.mark_seen)
         self.view.activated.connect(self._activated)
         notifier.failed.connect(self.message.setText)
+        # Under a list that has notifications, the hint says what choosing one does.
+        notifier.model.rowsInserted.connect(self._hint)
+        notifier.model.modelReset.connect(self._hint)
+
+    def _hint(self) -> None:
+        if self.message.text() in (EMPTY_HINT, CHOOSE_HINT):  # a failure stays shown
+            self.message.setText(CHOOSE_HINT if self.notifier.model.rowCount() else EMPTY_HINT)
 
     def _activated(self, index: QModelIndex) -> None:
         item = index.data(ItemRole)

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from kithnet.gui.app import passphrase_strength
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.models import Index, _Answers
 from kithnet.node import session
 
@@ -52,7 +53,7 @@ def _size(size: int | None) -> str:
         return "no limit"
     for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if size >= scale:
-            return f"{size / scale:.4g} {unit}"
+            return f"{size / scale:.3g} {unit}"  # 1.32 KB, not 1.323 KB (read as 1,323)
     return f"{size} bytes"
 
 
@@ -132,10 +133,22 @@ class NetworkPanel(QDockWidget):
         self.peers = PeersModel(bridge, self)
         self.peers_view = QListView()
         self.peers_view.setAccessibleName("Connected peers")
+        say_when_empty(
+            self.peers_view,
+            "No peer connected yet: your node looks for the members of your communities",
+        )
         self.peers_view.setModel(self.peers)
+        # A peer shares several communities: wrap the line, the dock is narrow.
+        self.peers_view.setWordWrap(True)
+        self.peers_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.peers_view.setAlternatingRowColors(True)
+        self.peers_view.setResizeMode(QListView.ResizeMode.Adjust)
         self.communities = QListWidget()
         self.communities.setAccessibleName("Peers per community")
         self.communities.setMaximumHeight(90)
+        self.communities.setWordWrap(True)
+        self.communities.setResizeMode(QListView.ResizeMode.Adjust)
+        self.communities.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.relay = QLabel("")
         self.relay.setWordWrap(True)
         self.relay.setAccessibleName("Relays")
@@ -270,6 +283,12 @@ def _relay_text(relay: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _strength(text: str) -> str:
+    """The new passphrase's strength; before anything is typed, what a good one is (not
+    a verdict of "Too short" on an empty field)."""
+    return passphrase_strength(text) if text else "Use at least 10 characters, or a few words"
+
+
 class SettingsDialog(QDialog):
     """The data folder, relaying for others, picture limits, changing the passphrase,
     backing up the running store and restoring a backup into a new folder."""
@@ -362,7 +381,7 @@ class SettingsDialog(QDialog):
         self.current = self._secret("Current passphrase")
         self.new = self._secret("New passphrase")
         self.confirm = self._secret("New passphrase again")
-        self.strength = QLabel(passphrase_strength(""))
+        self.strength = QLabel(_strength(""))
         self.strength.setAccessibleName("Passphrase strength")
         self.change_button = QPushButton("Change passphrase")
         self.change_button.setAccessibleName("Change passphrase")
@@ -379,7 +398,7 @@ class SettingsDialog(QDialog):
         form.addRow("", self.strength)
         form.addRow("", self.change_button)
         form.addRow("", self.passphrase_note)
-        self.new.textChanged.connect(lambda text: self.strength.setText(passphrase_strength(text)))
+        self.new.textChanged.connect(lambda text: self.strength.setText(_strength(text)))
         self.change_button.clicked.connect(self.change_passphrase)
         self.confirm.returnPressed.connect(self.change_passphrase)
         return page

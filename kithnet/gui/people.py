@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QDateTime, QModelIndex, QObject, Qt, Signal
-from PySide6.QtGui import QFont, QKeySequence, QPalette, QShortcut, QShowEvent
+from PySide6.QtGui import QFont, QKeySequence, QPalette, QResizeEvent, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from kithnet.core.fields import Text, normalise_tag
 from kithnet.core.kinds import KINDS
 from kithnet.gui.bridge import Bridge
+from kithnet.gui.empty import say_when_empty
 from kithnet.gui.models import PAGE, Index, ItemRole, _Answers
 
 # How a reference's author knows its subject, as the profile says it, and as the
@@ -371,7 +372,7 @@ class VouchDialog(_Asking, QDialog):
         form = QFormLayout()
         form.addRow("Skill", self.skill)
         form.addRow("What they did", self.text)
-        form.addRow("You", self.relationship)
+        form.addRow("How you know them", self.relationship)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(cancel)
@@ -510,6 +511,9 @@ class EditProfileDialog(_Asking, QDialog):
 # The profile -----------------------------------------------------------------------------
 
 
+OFFERS_HEIGHT = 110  # pixels: the most a profile's offers take before they scroll
+
+
 class ProfileDialog(_Asking, QDialog):
     """A member's profile: name, fingerprint, bio, skills, services and offers; the
     references about them, each with whether its signature checks; and how this
@@ -562,7 +566,7 @@ class ProfileDialog(_Asking, QDialog):
         self.offers = QListWidget()
         self.offers.setAccessibleName("Offers")
         self.offers.setWordWrap(True)
-        self.offers.setMaximumHeight(110)
+        self.offers.setMaximumHeight(OFFERS_HEIGHT)
         self.references = ReferencesModel(bridge, self)
         self.references_view = QListView()
         self.references_view.setAccessibleName("References")
@@ -646,7 +650,7 @@ class ProfileDialog(_Asking, QDialog):
         layout.addWidget(self.trust_heading)
         layout.addWidget(self.trust)
         layout.addWidget(self.status)
-        self.resize(620, 760)
+        self.resize(620, 640)  # fits a 768-pixel-high screen; the references list grows
         self.vouch_button.clicked.connect(self.open_vouch)
         self.message_button.clicked.connect(self.open_conversation)
         self.mute_button.clicked.connect(lambda: self.ask_to_silence(block=False))
@@ -715,6 +719,7 @@ class ProfileDialog(_Asking, QDialog):
                 if mine
                 else "No offers in communities you share"
             )
+        self._fit_offers()
         for button in (self.vouch_button, self.message_button, self.mute_button, self.block_button):
             button.setVisible(not mine)
             button.setEnabled(not mine)
@@ -730,6 +735,17 @@ class ProfileDialog(_Asking, QDialog):
             verb = "muted" if mark == "mute" else "blocked"
             self.status.setText(f"You {verb} {profile['name'] or 'this member'}")
         self.request(self._references, "references", member=self.member)
+
+    def _fit_offers(self) -> None:
+        """The offers box as high as its offers (up to OFFERS_HEIGHT, then it scrolls):
+        one offer leaves no empty box, the references get the room."""
+        rows = sum(self.offers.sizeHintForRow(n) for n in range(self.offers.count()))
+        frame = 2 * self.offers.frameWidth() + 2
+        self.offers.setMaximumHeight(min(OFFERS_HEIGHT, rows + frame))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_offers()  # narrower, an offer wraps onto more lines
 
     def _references(self, result: dict[str, Any]) -> None:
         self.references.answer("list", result)
@@ -940,6 +956,9 @@ class MessagesWindow(_Asking, QWidget):
         self.conversations = ConversationsModel(bridge, self)
         self.list_view = QListView()
         self.list_view.setAccessibleName("Conversations")
+        say_when_empty(
+            self.list_view, "No conversations yet: open a member's profile and press Message"
+        )
         self.list_view.setModel(self.conversations)
         self.list_view.setWordWrap(True)
         self.list_view.setSpacing(3)
@@ -949,6 +968,7 @@ class MessagesWindow(_Asking, QWidget):
         self.title.setAccessibleName("Conversation with")
         self.messages_view = QListView()
         self.messages_view.setAccessibleName("Messages")
+        say_when_empty(self.messages_view, "No messages yet: write the first one below")
         self.messages_view.setWordWrap(True)
         self.messages_view.setAlternatingRowColors(True)
         self.messages_view.setSpacing(3)
@@ -989,7 +1009,9 @@ class MessagesWindow(_Asking, QWidget):
         self.send_button.clicked.connect(self.send)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.send)
         self.list_view.selectionModel().currentChanged.connect(self._chosen)
+        # The open conversation stays marked in the list, also when it is the first one.
         self.conversations.modelReset.connect(self._reselect)
+        self.conversations.rowsInserted.connect(self._reselect)
         for changed in (
             self.conversations.modelReset,
             self.conversations.dataChanged,
