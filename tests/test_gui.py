@@ -194,7 +194,9 @@ def test_the_demo_opens_on_a_living_neighbourhood_of_three_local_peers(
     bridge = window.bridge
     hackney = window.communities.index(0)
     assert hackney.data(ItemRole)["name"] == demo.HACKNEY
-    assert hackney.data() == f"{demo.HACKNEY}  ({demo.UNREAD})"
+    # The demo leaves its newest posts unread; the feed opened on them marks them read.
+    assert demo.UNREAD > 0
+    qtbot.waitUntil(lambda: hackney.data() == demo.HACKNEY, timeout=WAIT)
     top_level = [p for p in demo.POSTS[demo.HACKNEY] if not p.reply_to]
     assert len(top_level) >= 20  # a living neighbourhood, not a handful
 

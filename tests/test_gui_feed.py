@@ -22,6 +22,7 @@ from kithnet.gui.app import MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.feed import FeedView, Pictures, ThreadDialog, accent
 from kithnet.gui.models import FeedModel, ItemRole, KindRole
+from kithnet.gui.people import ProfileDialog
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.control import call
 from tests.gui_support import LISTEN, WAIT, DemoApp, ask
@@ -198,6 +199,10 @@ def test_own_posts_are_edited_and_deleted_and_an_owner_removes(
     with qtbot.waitSignal(view.profile_requested, timeout=WAIT) as asked:
         next(a for a in view.menu_for(mine, view).actions() if a.text() == "Show profile").trigger()
     assert asked.args == [ann.public_key.hex()]
+    [profile] = window.findChildren(ProfileDialog)  # the main window opens it
+    assert profile.isVisible()
+    assert profile.member == ann.public_key.hex()
+    profile.close()
 
     edit = view.edit_post(mine)
     edit.setTextValue("Loft and cavity wall insulation, done in a day")

@@ -13,6 +13,7 @@ from pytestqt.qtbot import QtBot
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.models import ItemRole
 from kithnet.gui.notify import CHOOSE_HINT, SEARCH_PAGE, Notifier, SearchDialog
+from kithnet.gui.people import MessagesWindow, ProfileDialog
 from kithnet.node import demo
 from kithnet.node.control import ControlError, call
 from kithnet.node.notice_commands import snippet
@@ -181,6 +182,9 @@ def test_replies_messages_references_and_referrals_are_notified_once(
     with qtbot.waitSignal(notifier.conversation_requested, timeout=WAIT) as chosen:
         dock.view.activated.emit(notifier.model.index(row))
     assert chosen.args == [message["who"]]
+    [conversation] = window.findChildren(MessagesWindow)  # the main window opens it
+    assert conversation.isVisible()
+    conversation.close()
     row = next(r for r in range(notifier.model.rowCount()) if told[r]["kind"] == "reference")
     with qtbot.waitSignal(notifier.profile_requested, timeout=WAIT) as chosen:
         dock.view.activated.emit(notifier.model.index(row))
@@ -266,6 +270,9 @@ def test_search_finds_posts_and_people_as_the_member_types(
     with qtbot.waitSignal(dialog.profile_requested, timeout=WAIT) as asked:
         dialog.people_list.activated.emit(dialog.people.index(row))
     assert asked.args == [cat["member"]]
+    [profile] = window.findChildren(ProfileDialog)  # the main window opens it
+    assert profile.isVisible()
+    assert profile.member == cat["member"]
 
     # What a member types is searched for as words, whatever its signs.
     for typed, expected in (

@@ -422,6 +422,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setModel(self.communities)
         self.feed_view = FeedView(bridge)
         self.feed_view.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.feed_view.profile_requested.connect(self.open_profile)
         self.feed_view.marked_read.connect(lambda _community: self.communities.refresh())
         self.feed: FeedModel | None = None
         self.composer = QPlainTextEdit()
@@ -602,7 +603,13 @@ class MainWindow(QMainWindow):
 
     def post(self) -> None:
         text = self.composer.toPlainText().strip()
-        if self.feed is None or not text or self._posting is not None:
+        if self._posting is not None:
+            return
+        if self.feed is None:
+            self.statusBar().showMessage("Choose a community to post in, or join one first")
+            return
+        if not text:
+            self.statusBar().showMessage("Write something to post first", 5000)
             return
         self.send.setEnabled(False)
         self._posting = self.bridge.call(

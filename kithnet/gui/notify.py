@@ -491,6 +491,8 @@ class Notifications(QObject):
         for changed in (model.rowsInserted, model.dataChanged, model.modelReset):
             changed.connect(self._count)
         self.notifier.chosen.connect(self._chosen)
+        self.notifier.profile_requested.connect(window.open_profile)
+        self.notifier.conversation_requested.connect(window.open_messages)
         if self.notifier.tray is not None:  # clicking the tray icon brings the list up
             self.notifier.tray.activated.connect(lambda _reason: self.show_list())
         self.notifier.failed.connect(lambda message: window.statusBar().showMessage(message))
@@ -604,6 +606,7 @@ def open_search(window: MainWindow) -> SearchDialog:
         dialog.text.selectAll()
         return dialog
     dialog = SearchDialog(window.bridge, community, window)
+    dialog.profile_requested.connect(window.open_profile)
     dialog.chosen.connect(
         lambda row: show_post(window, row["community"], row["thread"]) if "thread" in row else None
     )
