@@ -8,6 +8,7 @@ packages=(
   build-essential libgmp-dev
   # Qt (PySide6) at run time, offscreen or on a screen.
   libegl1 libgl1 libfontconfig1 libglib2.0-0 libxkbcommon0 libdbus-1-3 fonts-dejavu-core
+  fonts-noto-color-emoji  # reactions and replies are drawn with emoji
 )
 # Debian's own python3 makes virtual environments only with python3-venv.
 if ! "${PYTHON:-python3}" -c 'import ensurepip' >/dev/null 2>&1; then

@@ -219,6 +219,7 @@ def test_a_catch_up_of_thousands_of_records_shows_its_progress_until_up_to_date(
             assert isinstance(panel, NetworkPanel)
             panel.timer.setInterval(50)  # look often: the catch-up takes a few seconds
             seen: list[tuple[int, int, str]] = []
+            feed_during: list[int] = []  # posts the open feed showed while catching up
 
             def look(request: int, result: object) -> None:
                 # After the panel took its answer (it connected first).
@@ -234,6 +235,7 @@ def test_a_catch_up_of_thousands_of_records_shows_its_progress_until_up_to_date(
                             panel.sync_label.text(),
                         )
                     )
+                    feed_during.append(window.feed.rowCount() if window.feed else 0)
 
             bridge.answered.connect(look)
             qtbot.waitUntil(
@@ -258,6 +260,8 @@ def test_a_catch_up_of_thousands_of_records_shows_its_progress_until_up_to_date(
     assert values == sorted(values)  # it only goes forward
     assert max(maximum for _, maximum, _ in measured) >= posts  # every post Bob holds
     assert panel.progress.isHidden()  # up to date: no bar
+    # The open feed fills as the catch-up goes, not only once it has ended.
+    assert any(rows > 0 for rows in feed_during), feed_during
 
 
 # Settings: passphrase ----------------------------------------------------------------------

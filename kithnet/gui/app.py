@@ -451,6 +451,7 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.sidebar)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
+        splitter.setSizes([220, 780])  # the sidebar as wide as community names need
         self.setCentralWidget(splitter)
         self.setStatusBar(QStatusBar())
         self.resize(1000, 680)

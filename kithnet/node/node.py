@@ -876,8 +876,14 @@ class Node:
                 raise SyncError("the member closed the sync before it ended")
             client.bytes_in += len(data)
             replies = []
+            before = client.received
             for message in reader.feed(data):
                 replies += client.handle(message)
+            if client.received > before:
+                # A long catch-up shows as it goes (the app's feed fills while it runs),
+                # not only once it has ended.
+                self._arrival.set()
+                self._arrival = trio.Event()
             if replies:
                 frames = b"".join(encode_frame(m) for m in replies)
                 client.bytes_out += len(frames)
