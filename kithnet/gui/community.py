@@ -46,6 +46,8 @@ from PySide6.QtWidgets import (
 from kithnet.crypto.invite import qr_matrix
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.empty import say_when_empty
+from kithnet.gui.forms import button as _button
+from kithnet.gui.forms import lay_out_form
 from kithnet.gui.models import ItemRole, _Answers
 
 if TYPE_CHECKING:
@@ -68,14 +70,6 @@ def _when(milliseconds: int | None) -> str:
     if not milliseconds:
         return ""
     return QDateTime.fromMSecsSinceEpoch(int(milliseconds)).toString("d MMM yyyy, HH:mm")
-
-
-def _button(text: str, name: str | None = None, tip: str = "") -> QPushButton:
-    button = QPushButton(text)
-    button.setAccessibleName(name or text.rstrip("…"))
-    if tip:
-        button.setToolTip(tip)
-    return button
 
 
 def _lines_high(edit: QPlainTextEdit, lines: int) -> None:
@@ -298,20 +292,14 @@ class NewCommunityDialog(_Asking):
         self.create_button = _button("Create", "Create the community")
         self.create_button.setDefault(True)
         cancel = _button("Cancel")
-        form = QFormLayout()
-        form.addRow("Name", self.name)
-        form.addRow("Description", self.description)
-        form.addRow("Tags", self.tags)
-        form.addRow("Who can read it", self.public)
-        form.addRow("", self.private)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(cancel)
-        buttons.addWidget(self.create_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.message)
-        layout.addLayout(buttons)
+        rows = [
+            ("Name", self.name),
+            ("Description", self.description),
+            ("Tags", self.tags),
+            ("Who can read it", self.public),
+            ("", self.private),
+        ]
+        lay_out_form(self, rows, self.message, cancel, self.create_button)
         self.resize(480, 0)
         self.create_button.clicked.connect(self.make)
         cancel.clicked.connect(self.reject)

@@ -34,6 +34,8 @@ from kithnet.core.fields import Text, normalise_tag
 from kithnet.core.kinds import KINDS
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.empty import say_when_empty
+from kithnet.gui.forms import button as _button
+from kithnet.gui.forms import lay_out_form
 from kithnet.gui.models import PAGE, Index, ItemRole, _Answers
 
 # How a reference's author knows its subject, as the profile says it, and as the
@@ -77,13 +79,6 @@ def _who(row: dict[str, Any], name_key: str, key: str) -> str:
 
 def _when(milliseconds: int) -> str:
     return QDateTime.fromMSecsSinceEpoch(int(milliseconds)).toString("d MMM HH:mm")
-
-
-def _button(text: str, name: str, tip: str) -> QPushButton:
-    button = QPushButton(text)
-    button.setAccessibleName(name)
-    button.setToolTip(tip)
-    return button
 
 
 def _faded() -> Any:
@@ -369,18 +364,12 @@ class VouchDialog(_Asking, QDialog):
         self.send = _button("&Vouch", "Vouch", "Sign and send the reference (Ctrl+Return)")
         self.send.setDefault(True)
         cancel = _button("Cancel", "Cancel", "Close without vouching (Esc)")
-        form = QFormLayout()
-        form.addRow("Skill", self.skill)
-        form.addRow("What they did", self.text)
-        form.addRow("How you know them", self.relationship)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(cancel)
-        buttons.addWidget(self.send)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
-        layout.addLayout(buttons)
+        rows = [
+            ("Skill", self.skill),
+            ("What they did", self.text),
+            ("How you know them", self.relationship),
+        ]
+        lay_out_form(self, rows, self.status, cancel, self.send)
         self.resize(480, 320)
         self.send.clicked.connect(self.submit)
         cancel.clicked.connect(self.reject)
@@ -456,19 +445,13 @@ class EditProfileDialog(_Asking, QDialog):
         self.save = _button("&Save", "Save", "Save and send your profile (Ctrl+Return)")
         self.save.setDefault(True)
         cancel = _button("Cancel", "Cancel", "Close without saving (Esc)")
-        form = QFormLayout()
-        form.addRow("Name", self.name)
-        form.addRow("About you", self.bio)
-        form.addRow("Skills", self.skills)
-        form.addRow("Services", self.services)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(cancel)
-        buttons.addWidget(self.save)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
-        layout.addLayout(buttons)
+        rows = [
+            ("Name", self.name),
+            ("About you", self.bio),
+            ("Skills", self.skills),
+            ("Services", self.services),
+        ]
+        lay_out_form(self, rows, self.status, cancel, self.save)
         self.resize(480, 360)
         self.save.clicked.connect(self.submit)
         cancel.clicked.connect(self.reject)
