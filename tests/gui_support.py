@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from pytestqt.qtbot import QtBot
 
-from kithnet.gui.app import MainWindow
+from kithnet.gui.app import MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.node import demo
+from tests.members import PASSPHRASE, Member
 
 WAIT = 20_000  # ms: a loaded CI machine is slow, and a wait ends as soon as it can
 
@@ -38,6 +39,31 @@ def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
     finally:
         bridge.answered.disconnect(take)
     return answers[request]
+
+
+@pytest.fixture
+def ann(tmp_path: Path) -> Iterator[Member]:
+    """Ann's data folder, for a test to fill and open in the app."""
+    member = Member(tmp_path, "Ann")
+    yield member
+    member.kill()
+
+
+@pytest.fixture
+def bridge(ann: Member, qtbot: QtBot) -> Iterator[Bridge]:
+    """The app's bridge on Ann's data, not yet unlocked."""
+    made = Bridge(ann.data_dir, LISTEN)
+    yield made
+    made.stop()
+
+
+def unlock_with_dialog(bridge: Bridge, qtbot: QtBot) -> None:
+    """Unlock as a member does: the passphrase typed into the unlock dialog."""
+    dialog = UnlockDialog(bridge)
+    qtbot.addWidget(dialog)
+    dialog.passphrase.setText(PASSPHRASE)
+    with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
+        dialog.button.click()
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ arriving in the open feed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -19,32 +17,9 @@ from kithnet.gui.models import FeedModel, ItemRole
 from kithnet.localstore.store import Store
 from kithnet.node import demo
 from kithnet.node.control import call
-from tests.gui_support import LISTEN, WAIT, DemoApp, ask
+from tests.gui_support import LISTEN, WAIT, DemoApp, ask, unlock_with_dialog
 from tests.members import PASSPHRASE, Member
 from tests.test_store_ingest import FAST_KDF
-
-
-@pytest.fixture
-def ann(tmp_path: Path) -> Iterator[Member]:
-    """Ann's data, with a community of 120 posts and an invite for Bob."""
-    member = Member(tmp_path, "Ann")
-    yield member
-    member.kill()
-
-
-@pytest.fixture
-def bridge(ann: Member, qtbot: QtBot) -> Iterator[Bridge]:
-    made = Bridge(ann.data_dir, LISTEN)
-    yield made
-    made.stop()
-
-
-def _unlock(bridge: Bridge, qtbot: QtBot) -> None:
-    dialog = UnlockDialog(bridge)
-    qtbot.addWidget(dialog)
-    dialog.passphrase.setText(PASSPHRASE)
-    with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
-        dialog.button.click()
 
 
 def _fill(member: Member, posts: int) -> str:
@@ -89,7 +64,7 @@ def test_the_feed_opens_a_page_at_a_time_and_the_models_hold_up(
     ann: Member, bridge: Bridge, qtbot: QtBot, qtmodeltester: Any
 ) -> None:
     community = _fill(ann, 120)
-    _unlock(bridge, qtbot)
+    unlock_with_dialog(bridge, qtbot)
     window = MainWindow(bridge)
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.communities.rowCount() == 1, timeout=WAIT)
@@ -118,7 +93,7 @@ def test_posting_from_the_composer_and_a_post_arriving_from_another_member(
     tmp_path: Path, ann: Member, bridge: Bridge, qtbot: QtBot
 ) -> None:
     _fill(ann, 3)
-    _unlock(bridge, qtbot)
+    unlock_with_dialog(bridge, qtbot)
     window = MainWindow(bridge)
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.feed is not None and window.feed.rowCount() == 3, timeout=WAIT)

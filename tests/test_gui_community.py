@@ -35,23 +35,10 @@ from kithnet.gui.community import DirectoryDialog, JoinDialog, current, remove_p
 from kithnet.gui.models import ItemRole
 from kithnet.node.control import call
 from kithnet.node.demo import free_port
-from tests.gui_support import LISTEN, WAIT, DemoApp
+from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 
 INSTALLERS = "Solar & Insulation Installers"
 JOIN_WAIT = 60_000  # ms: a join dials, syncs and waits for members' nodes
-
-
-def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
-    """A command's answer. (tests.gui_support's `ask` listens only after asking, so a
-    quick answer, delivered to the listeners of the moment it was sent, can be missed.)"""
-    asked: list[int] = []
-    with qtbot.waitSignal(
-        bridge.answered,
-        timeout=WAIT,
-        check_params_cb=lambda number, _: bool(asked) and number == asked[0],
-    ) as answered:
-        asked.append(bridge.call(command, **args))
-    return answered.args[1]
 
 
 def _shown(window: MainWindow) -> str:

@@ -5,7 +5,7 @@ marking it read."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +18,17 @@ from pytestqt.qtbot import QtBot
 from kithnet.core.envelope import Record
 from kithnet.crypto.invite import InviteCode
 from kithnet.gui import models
-from kithnet.gui.app import MainWindow, UnlockDialog
+from kithnet.gui.app import MainWindow
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.feed import FeedView, Pictures, ThreadDialog, accent
 from kithnet.gui.models import FeedModel, ItemRole, KindRole
 from kithnet.gui.people import ProfileDialog
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node.control import call
-from tests.gui_support import LISTEN, WAIT, DemoApp, ask
+from tests.gui_support import WAIT, DemoApp, ask, unlock_with_dialog
 from tests.members import PASSPHRASE, Member
 from tests.test_gui import _fill
 from tests.test_store_ingest import FAST_KDF
-
-
-@pytest.fixture
-def ann(tmp_path: Path) -> Iterator[Member]:
-    member = Member(tmp_path, "Ann")
-    yield member
-    member.kill()
-
-
-@pytest.fixture
-def bridge(ann: Member, qtbot: QtBot) -> Iterator[Bridge]:
-    made = Bridge(ann.data_dir, LISTEN)
-    yield made
-    made.stop()
-
-
-def _unlock(bridge: Bridge, qtbot: QtBot) -> None:
-    dialog = UnlockDialog(bridge)
-    qtbot.addWidget(dialog)
-    dialog.passphrase.setText(PASSPHRASE)
-    with qtbot.waitSignal(bridge.unlocked, timeout=30_000):
-        dialog.button.click()
 
 
 def _community(member: Member) -> str:
@@ -93,7 +71,7 @@ def _community(member: Member) -> str:
 
 
 def _window(bridge: Bridge, qtbot: QtBot, posts: int) -> tuple[MainWindow, FeedModel]:
-    _unlock(bridge, qtbot)
+    unlock_with_dialog(bridge, qtbot)
     window = MainWindow(bridge)
     qtbot.addWidget(window)
     qtbot.waitUntil(
@@ -295,7 +273,7 @@ def test_opening_a_community_marks_it_read(
     ann: Member, bridge: Bridge, tmp_path: Path, qtbot: QtBot
 ) -> None:
     _joined_with_posts_by_bob(ann, tmp_path, 4)
-    _unlock(bridge, qtbot)
+    unlock_with_dialog(bridge, qtbot)
     [busy] = ask(bridge, qtbot, "community.list")
     assert busy["unread"] == 4
     window = MainWindow(bridge)
@@ -325,6 +303,13 @@ def test_a_peers_picture_shows_as_a_thumbnail_and_a_damaged_one_as_a_placeholder
     bridge = window.bridge
     qtbot.waitUntil(lambda: len(ask(bridge, qtbot, "peers")["connected"]) == 3, timeout=30_000)
     bob = peers["Bob"][0]
+    me = ask(bridge, qtbot, "status")["peer_id"]
+
+    def bob_sends_to_me() -> bool:  # connected is not yet subscribed to the community
+        seen = call(bob, "peers", {})["connected"]
+        return any(p["peer_id"] == me and "Hackney Neighbours" in p["communities"] for p in seen)
+
+    qtbot.waitUntil(bob_sends_to_me, timeout=30_000)
     photo = _picture(tmp_path / "bench.png", QSize(400, 300), "#3a7d44")
     damaged = tmp_path / "broken.png"
     damaged.write_bytes(b"\x89PNG\r\n\x1a\n" + b"this is not a picture" * 20)
@@ -349,7 +334,8 @@ def test_a_peers_picture_shows_as_a_thumbnail_and_a_damaged_one_as_a_placeholder
         texts = {r["text"] for r in feed.rows}
         return {"The mended bench", "Bad scan"} <= texts
 
-    qtbot.waitUntil(shown, timeout=30_000)  # (each arrival is told to the app)
+    # Gossip brings them at once; were a message lost, the minutely catch-up would.
+    qtbot.waitUntil(shown, timeout=90_000)
     pictures: Pictures = window.feed_view.pictures
     bench = _row(feed, "The mended bench")["id"]
     broken = _row(feed, "Bad scan")["id"]

@@ -19,23 +19,9 @@ from kithnet.gui.models import ItemRole
 from kithnet.gui.people import OFFERS_HEIGHT, MembersDialog, MessagesWindow, ProfileDialog
 from kithnet.node import demo
 from kithnet.node.control import call
-from tests.gui_support import LISTEN, WAIT, DemoApp
+from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 
 Processes = dict[str, "subprocess.Popen[bytes]"]
-
-
-def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
-    """A command's answer. Unlike tests.gui_support.ask, it listens before it asks: the
-    node's thread can answer before a wait set up after `call` would hear it (a signal
-    reaches only the slots connected when it is emitted)."""
-    request: list[int] = []
-    with qtbot.waitSignal(
-        bridge.answered,
-        timeout=30_000,
-        check_params_cb=lambda number, _: number in request,
-    ) as answered:
-        request.append(bridge.call(command, **args))
-    return answered.args[1]
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from kithnet.gui.panels import NetworkPanel, SettingsDialog, _size
 from kithnet.localstore.store import Store, now_ms
 from kithnet.node import demo, session
 from kithnet.node.control import call
-from tests.gui_support import LISTEN, WAIT, DemoApp
+from tests.gui_support import LISTEN, WAIT, DemoApp, ask
 from tests.members import PASSPHRASE, Member, environment
 
 NEW_PASSPHRASE = "four words grow trees"
@@ -57,20 +57,6 @@ def bridge(ann: Member, qtbot: QtBot) -> Iterator[Bridge]:
     made = Bridge(ann.data_dir, LISTEN)
     yield made
     made.stop()
-
-
-def ask(bridge: Bridge, qtbot: QtBot, command: str, **args: Any) -> Any:
-    """A command's answer. Listening starts before the command is sent: an answer that
-    came back before (the node is quick) would otherwise be missed (tests/gui_support.py's
-    `ask` sends first)."""
-    sent: list[int] = []
-    with qtbot.waitSignal(
-        bridge.answered,
-        timeout=30_000,
-        check_params_cb=lambda number, _: bool(sent) and number == sent[0],
-    ) as answered:
-        sent.append(bridge.call(command, **args))
-    return answered.args[1]
 
 
 def _unlock(bridge: Bridge, qtbot: QtBot, passphrase: str = PASSPHRASE) -> MainWindow:

@@ -554,8 +554,13 @@ class _PostView(QTreeView):
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerItem)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        pictures.changed.connect(lambda _post: self.viewport().update())
+        # A method of this view, not a lambda: Qt drops the connection when the view is
+        # destroyed (a thread window shares the feed's pictures and closes first).
+        pictures.changed.connect(self._picture_changed)
         self._width = 0
+
+    def _picture_changed(self, _post: str) -> None:
+        self.viewport().update()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
