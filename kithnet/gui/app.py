@@ -451,7 +451,6 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.sidebar)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
-        splitter.setSizes([220, 780])  # the sidebar as wide as community names need
         self.setCentralWidget(splitter)
         self.setStatusBar(QStatusBar())
         self.resize(1000, 680)
@@ -487,6 +486,7 @@ class MainWindow(QMainWindow):
         )
         self.add_action("community", "Leave community…", None, self.leave_community)
         self.find_button = community.install(self, moderation)
+        splitter.setSizes([220, 780])  # the sidebar as wide as community names need
         self.add_action("kithnet", "&Settings…", "Ctrl+,", self.open_settings).setMenuRole(
             QAction.MenuRole.PreferencesRole
         )
