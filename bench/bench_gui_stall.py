@@ -25,58 +25,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtWidgets import QApplication
 
-from kithnet.crypto.invite import InviteCode
 from kithnet.gui.app import MainWindow
 from kithnet.gui.bridge import Bridge
-from kithnet.localstore.store import Store, now_ms
 from kithnet.node import demo
 
 LIMIT_MS = 50.0
 TICK_MS = 5
-
-
-def build(folder: Path, posts: int) -> tuple[Path, dict[str, tuple[Path, str]]]:
-    bob = Store.create(folder / "bob", demo.DEMO_PASSPHRASE, name="Bob", kdf=demo.DEMO_KDF)
-    you = Store.create(folder / "you", demo.DEMO_PASSPHRASE, name="You", kdf=demo.DEMO_KDF)
-    with bob, you:
-        genesis = bob.publish({"kind": "community", "name": "Busy", "visibility": "public"})
-        later = now_ms() + 10**10
-        code = InviteCode.create(bob.identity, genesis.id, "Busy", [], later)
-        invite = bob.publish(
-            {
-                "kind": "invite",
-                "community": genesis.id,
-                "invite_key": code.invite_key,
-                "expires_at": later,
-            }
-        )
-        join = you.publish(
-            {
-                "kind": "join",
-                "community": genesis.id,
-                "invite_key": code.invite_key,
-                "proof": code.prove_join(you.identity.public_key),
-            }
-        )
-        you.ingest([genesis.envelope, invite.envelope])
-        bob.ingest([join.envelope])
-        start = now_ms() - 10**8
-        for first in range(0, posts, 1000):
-            bob.publish_many(
-                [
-                    {
-                        "kind": "post",
-                        "community": genesis.id,
-                        "type": "post",
-                        "text": f"Post {i}: " + "x" * 200,
-                        "created_at": start + i,
-                    }
-                    for i in range(first, min(first + 1000, posts))
-                ]
-            )
-        address = f"/ip4/127.0.0.1/tcp/{demo.free_port()}"
-        you.remember_peer(bob.peer_id, [f"{address}/p2p/{bob.peer_id}"], "invite")
-        return folder / "you", {"Bob": (folder / "bob", address)}
 
 
 def main() -> None:
@@ -85,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     app = QApplication.instance() or QApplication(sys.argv)
     with tempfile.TemporaryDirectory() as folder:
-        you, peers = build(Path(folder), args.posts)
+        you, peers = demo.busy(Path(folder), args.posts)
         with demo.running_peers(peers):
             bridge = Bridge(you, ("/ip4/127.0.0.1/tcp/0",))
             gaps: list[float] = []

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import QMessageBox, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
 from kithnet.core.envelope import Record
-from kithnet.crypto.invite import InviteCode
 from kithnet.gui import models
 from kithnet.gui.app import MainWindow
 from kithnet.gui.bridge import Bridge
@@ -24,6 +23,7 @@ from kithnet.gui.feed import FeedView, Pictures, ThreadDialog, accent
 from kithnet.gui.models import FeedModel, ItemRole, KindRole
 from kithnet.gui.people import ProfileDialog
 from kithnet.localstore.store import Store, now_ms
+from kithnet.node import demo
 from kithnet.node.control import call
 from tests.gui_support import WAIT, DemoApp, ask, unlock_with_dialog
 from tests.members import PASSPHRASE, Member
@@ -238,26 +238,7 @@ def _joined_with_posts_by_bob(ann: Member, tmp_path: Path, posts: int) -> None:
         Store.open(ann.data_dir, PASSPHRASE) as you,
     ):
         genesis = bob.publish({"kind": "community", "name": "Busy", "visibility": "public"})
-        later = now_ms() + 10**9
-        code = InviteCode.create(bob.identity, genesis.id, "Busy", [], later)
-        invite = bob.publish(
-            {
-                "kind": "invite",
-                "community": genesis.id,
-                "invite_key": code.invite_key,
-                "expires_at": later,
-            }
-        )
-        join = you.publish(
-            {
-                "kind": "join",
-                "community": genesis.id,
-                "invite_key": code.invite_key,
-                "proof": code.prove_join(you.identity.public_key),
-            }
-        )
-        you.ingest([genesis.envelope, invite.envelope])
-        bob.ingest([join.envelope])
+        demo.admit(bob, you, genesis)
         made = bob.publish_many(
             [
                 {"kind": "post", "community": genesis.id, "type": "post", "text": f"News {i}"}

@@ -23,11 +23,10 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from kithnet.crypto.invite import InviteCode
 from kithnet.gui.app import MainWindow, UnlockDialog
 from kithnet.gui.bridge import Bridge
 from kithnet.gui.panels import NetworkPanel, SettingsDialog, _size
-from kithnet.localstore.store import Store, now_ms
+from kithnet.localstore.store import Store
 from kithnet.node import demo, session
 from kithnet.node.control import call
 from tests.gui_support import LISTEN, WAIT, DemoApp, ask
@@ -145,57 +144,11 @@ def test_the_network_panel_shows_the_address_and_the_demo_peers_by_name(
     assert panel.timer.isActive()
 
 
-def _busy_community(folder: Path, posts: int) -> tuple[Path, dict[str, tuple[Path, str]]]:
-    """Bob holds a community of `posts` posts that You has joined without any of them
-    (as bench/bench_gui_stall.py builds it)."""
-    bob = Store.create(folder / "bob", demo.DEMO_PASSPHRASE, name="Bob", kdf=demo.DEMO_KDF)
-    you = Store.create(folder / "you", demo.DEMO_PASSPHRASE, name="You", kdf=demo.DEMO_KDF)
-    with bob, you:
-        genesis = bob.publish({"kind": "community", "name": "Busy", "visibility": "public"})
-        later = now_ms() + 10**10
-        code = InviteCode.create(bob.identity, genesis.id, "Busy", [], later)
-        invite = bob.publish(
-            {
-                "kind": "invite",
-                "community": genesis.id,
-                "invite_key": code.invite_key,
-                "expires_at": later,
-            }
-        )
-        join = you.publish(
-            {
-                "kind": "join",
-                "community": genesis.id,
-                "invite_key": code.invite_key,
-                "proof": code.prove_join(you.identity.public_key),
-            }
-        )
-        you.ingest([genesis.envelope, invite.envelope])
-        bob.ingest([join.envelope])
-        start = now_ms() - 10**8
-        for first in range(0, posts, 1000):
-            bob.publish_many(
-                [
-                    {
-                        "kind": "post",
-                        "community": genesis.id,
-                        "type": "post",
-                        "text": f"Post {i}: " + "x" * 200,
-                        "created_at": start + i,
-                    }
-                    for i in range(first, min(first + 1000, posts))
-                ]
-            )
-        address = f"/ip4/127.0.0.1/tcp/{demo.free_port()}"
-        you.remember_peer(bob.peer_id, [f"{address}/p2p/{bob.peer_id}"], "invite")
-    return folder / "you", {"Bob": (folder / "bob", address)}
-
-
 def test_a_catch_up_of_thousands_of_records_shows_its_progress_until_up_to_date(
     tmp_path: Path, qtbot: QtBot
 ) -> None:
     posts = 10_000
-    you, peers = _busy_community(tmp_path, posts)
+    you, peers = demo.busy(tmp_path, posts)
     with demo.running_peers(peers):
         bridge = Bridge(you, LISTEN)
         try:

@@ -150,6 +150,60 @@ REFERENCES = [
 UNREAD = 3  # the newest posts of Hackney Neighbours arrive as You's unread ones
 
 
+def admit(owner: Store, joiner: Store, community: Record) -> list[Record]:
+    """The records that make `joiner` a member of `community`, as each side holds them
+    after: `owner`'s invite, and `joiner`'s join with it (each store ingests the other's)."""
+    later = now_ms() + 10**10
+    code = InviteCode.create(owner.identity, community.id, community.fields["name"], [], later)
+    invite = owner.publish(
+        {
+            "kind": "invite",
+            "community": community.id,
+            "invite_key": code.invite_key,
+            "expires_at": later,
+        }
+    )
+    join = joiner.publish(
+        {
+            "kind": "join",
+            "community": community.id,
+            "invite_key": code.invite_key,
+            "proof": code.prove_join(joiner.identity.public_key),
+        }
+    )
+    joiner.ingest([community.envelope, invite.envelope])
+    owner.ingest([join.envelope])
+    return [invite, join]
+
+
+def busy(folder: Path, posts: int) -> tuple[Path, dict[str, tuple[Path, str]]]:
+    """A catch-up to watch (benchmarks and tests): Bob holds a community, "Busy", of
+    `posts` posts, which You joined without receiving any of them. Returns You's data
+    directory and Bob's (data directory, listen address), for `running_peers`."""
+    bob = Store.create(folder / "bob", DEMO_PASSPHRASE, name="Bob", kdf=DEMO_KDF)
+    you = Store.create(folder / "you", DEMO_PASSPHRASE, name="You", kdf=DEMO_KDF)
+    with bob, you:
+        genesis = bob.publish({"kind": "community", "name": "Busy", "visibility": "public"})
+        admit(bob, you, genesis)
+        start = now_ms() - 10**8
+        for first in range(0, posts, 1000):
+            bob.publish_many(
+                [
+                    {
+                        "kind": "post",
+                        "community": genesis.id,
+                        "type": "post",
+                        "text": f"Post {i}: " + "x" * 200,
+                        "created_at": start + i,
+                    }
+                    for i in range(first, min(first + 1000, posts))
+                ]
+            )
+        address = f"/ip4/127.0.0.1/tcp/{free_port()}"
+        you.remember_peer(bob.peer_id, [f"{address}/p2p/{bob.peer_id}"], "invite")
+    return folder / "you", {"Bob": (folder / "bob", address)}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -6,6 +6,7 @@ into `Commands`."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kithnet.localstore import notices
@@ -63,8 +64,7 @@ def _cursor_view(cursor: notices.NoticeCursor) -> dict[str, Any]:
 class NoticeCommands:
     store: Store
 
-    def resolve(self, text: str, *, member: bool = True) -> views.Community:
-        raise NotImplementedError  # Commands.resolve
+    resolve: Callable[..., views.Community]  # Commands.resolve: a community by name or id
 
     async def search(
         self, text: str, community: str | None = None, limit: int = 20
