@@ -175,8 +175,9 @@ class Bridge(QObject):
                 # What exists now (libp2p, Qt, the node) lives as long as the app: the
                 # garbage collector need not scan it again. Its full collections then
                 # take a few ms instead of pausing both threads for 100 ms while a
-                # long feed scrolls (bench/bench_gui_feed.py with BENCH_DEBUG=1).
-                gc.collect()
+                # long feed scrolls (bench/bench_gui_feed.py with BENCH_DEBUG=1). No
+                # collection first: that would be such a pause, just as the first
+                # page is asked for.
                 gc.freeze()
                 self._ready.set()
                 self.unlocked.emit(
