@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 def _load_node() -> None:
     import kithnet.node.daemon  # noqa: F401 (imported for its load time, used in _serve)
 
+    # Imported, libp2p leaves its logger with no handler, so Python prints its warnings
+    # (every failed DHT read) on the member's terminal; the app says what matters itself.
+    logging.getLogger("libp2p").addHandler(logging.NullHandler())
+
 
 def _reason(message: str) -> str:
     return f" ({message})" if message else ""
